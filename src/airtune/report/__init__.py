@@ -1,1 +1,82 @@
-"""airtune.report."""
+"""airtune.report: figures and a comparison table from run directories.
+
+Reads only the files in run directories (``metrics.jsonl``, ``config.resolved.yaml``,
+``summary.json``); never imports training code or torch.
+
+Public API::
+
+    make_report(run_dirs, out_dir, target_accuracy=None) -> dict
+    load_run(dir) -> Run, load_runs(dirs) -> list[Run], Run
+    comparison_table(runs, target_accuracy=None) -> str, run_stats(run, target_accuracy=None) -> dict
+    plot_runs(runs, out_dir) -> list[Path]   (in airtune.report.plots; imports matplotlib)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from airtune.errors import DataError
+from airtune.report.runs import Run, load_run, load_runs
+from airtune.report.tables import comparison_table, run_stats
+
+__all__ = ["make_report", "load_run", "load_runs", "Run", "comparison_table", "run_stats"]
+
+
+def _report_md(runs: list[Run], table: str, plots: list[Path], out: Path) -> str:
+    lines = ["# airtune report", "", table, "## Runs", ""]
+    for r in runs:
+        lines.append(f"- **{r.label}**: `{r.path.resolve()}`")
+    lines.append("")
+    lines.append("## Figures")
+    lines.append("")
+    for p in plots:
+        rel = os.path.relpath(p, out).replace(os.sep, "/")
+        lines += [f"![{p.stem}]({rel})", ""]
+    return "\n".join(lines)
+
+
+def make_report(
+    run_dirs: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    target_accuracy: float | None = None,
+) -> dict[str, Any]:
+    """Load ``run_dirs``, write the PNG figures and ``report.md`` into ``out_dir``.
+
+    ``out_dir`` is created if needed; only ``report.md`` and the figure files
+    (:data:`airtune.report.plots.PLOT_FILES`) are (over)written there, nothing is deleted.
+
+    Parameters
+    ----------
+    run_dirs : iterable of path
+        Directories written by ``airtune run --out``, in the order the table lists them.
+    out_dir : path
+        Where the report goes.
+    target_accuracy : float, optional
+        Adds a "rounds to reach this accuracy" column to the table.
+
+    Returns
+    -------
+    dict
+        ``{"report": Path to report.md, "plots": [PNG paths], "table": markdown str,
+        "runs": [labels]}``.
+
+    Raises
+    ------
+    DataError (an :class:`airtune.errors.AirtuneError`)
+        No run directory given, or one has no ``metrics.jsonl``.
+    """
+    dirs = list(run_dirs)
+    if not dirs:
+        raise DataError("no RUN_DIR given; fix: pass one or more directories written by `airtune run --out`")
+    runs = load_runs(dirs)
+    from airtune.report.plots import plot_runs  # matplotlib is imported only when a report is made
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = plot_runs(runs, out)
+    table = comparison_table(runs, target_accuracy)
+    report = out / "report.md"
+    report.write_text(_report_md(runs, table, plots, out), encoding="utf-8")
+    return {"report": report, "plots": plots, "table": table, "runs": [r.label for r in runs]}

@@ -1,0 +1,134 @@
+"""Command line: ``airtune run | validate | ls | report``.
+
+Errors a user can fix are printed on one line each (``error: ...``) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from airtune.errors import AirtuneError
+
+
+def _split_args(items: Sequence[str]) -> tuple[str | None, list[str]]:
+    """First item is the config file unless it is a ``key=value`` override."""
+    if items and "=" not in items[0]:
+        return items[0], list(items[1:])
+    return None, list(items)
+
+
+def _load(items: Sequence[str]):
+    from airtune.config import load_config
+    from airtune.experiment.validate import check
+
+    path, overrides = _split_args(items)
+    cfg = load_config(path, overrides)
+    check(cfg)
+    return cfg
+
+
+def cmd_validate(ns: argparse.Namespace) -> int:
+    from airtune.config import load_config
+    from airtune.errors import ConfigError
+    from airtune.experiment.validate import registry_errors
+
+    path, overrides = _split_args(ns.args)
+    try:
+        cfg = load_config(path, overrides)
+    except ConfigError as exc:
+        errors = getattr(exc, "errors", None) or str(exc).splitlines()
+        for line in errors:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    errors = registry_errors(cfg)
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    if errors:
+        return 2
+    print(f"ok: {path or 'built-in defaults'} is valid ({cfg.name}, strategy {cfg.strategy.name}, "
+          f"{cfg.rounds} rounds, {cfg.num_devices} devices)")
+    return 0
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    from airtune.experiment import rundir
+    from airtune.experiment.runner import run_experiment
+    from airtune.progress import RoundProgress, print_summary
+
+    if ns.resume:
+        requested = _load(ns.args) if ns.args else None
+        run_dir = Path(ns.resume)
+        cfg = rundir.resume_config(run_dir, requested)
+    else:
+        cfg = _load(ns.args)
+        run_dir = Path(ns.out) if ns.out else rundir.default_run_dir(cfg)
+        rundir.prepare(cfg, run_dir)
+    rundir.attach_log_file(run_dir)
+    logging.getLogger("airtune").info("run %s in %s (resume=%s)", cfg.name, run_dir, bool(ns.resume))
+    with RoundProgress(cfg, enabled=not ns.quiet) as progress:
+        summary = run_experiment(cfg, run_dir, resume=bool(ns.resume), on_round=progress.update)
+    print_summary(summary, run_dir)
+    return 0
+
+
+def cmd_ls(ns: argparse.Namespace) -> int:
+    from airtune.registry import ALL
+
+    for kind, reg in ALL.items():
+        print(f"{kind}: {', '.join(reg.names())}")
+    return 0
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from airtune.report import make_report
+
+    out = Path(ns.out) if ns.out else Path(ns.run_dirs[0]) / "report"
+    result = make_report([Path(d) for d in ns.run_dirs], out, target_accuracy=ns.target_accuracy)
+    print(result["table"])
+    print(f"report: {result['report']}")
+    for p in result["plots"]:
+        print(f"plot: {p}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airtune", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment (no arguments: the default experiment)")
+    run.add_argument("args", nargs="*", help="[CONFIG.yaml] [key.sub=value ...]")
+    run.add_argument("--out", help="run directory (default runs/<name>-<timestamp>)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+    val = sub.add_parser("validate", help="check a config and print every error at once")
+    val.add_argument("args", nargs="*", help="[CONFIG.yaml] [key.sub=value ...]")
+    val.set_defaults(func=cmd_validate)
+    ls = sub.add_parser("ls", help="list registered models, strategies, allocators, partitioners")
+    ls.set_defaults(func=cmd_ls)
+    rep = sub.add_parser("report", help="plots and a comparison table from run directories")
+    rep.add_argument("run_dirs", nargs="+")
+    rep.add_argument("--out", help="output folder (default FIRST_RUN/report)")
+    rep.add_argument("--target-accuracy", type=float, default=None)
+    rep.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        return ns.func(ns)
+    except AirtuneError as exc:
+        for line in str(exc).splitlines() or [exc.__class__.__name__]:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: resume with `airtune run --resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Typed experiment configuration: one small pydantic model per concern.
+
+Every model forbids unknown keys and is frozen. Every field carries a short ``description``
+(shown in error messages, ``airtune validate`` and the docs). Cross-field checks are field
+validators that read already-validated sibling fields (``info.data``), so they are reported
+together with errors in *other* sections instead of being hidden behind them.
+
+Loading, overrides and error formatting live in :mod:`airtune.config.load`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+_MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, coerce_numbers_to_str=True)
+
+
+def F(default: Any, description: str, **constraints: Any) -> Any:
+    """A field with its default, one-line description and constraints (``gt``, ``ge``, ...)."""
+    return Field(default, description=description, **constraints)
+
+
+def cross_field_error(problem: str, fix: str) -> PydanticCustomError:
+    """Error for a check between sibling fields; ``{p}`` in ``fix`` becomes the section prefix."""
+    return PydanticCustomError("airtune_cross_field", "{problem}", {"problem": problem, "fix": fix})
+
+
+class _Section(BaseModel):
+    model_config = _MODEL_CONFIG
+
+
+class ModelConfig(_Section):
+    """The pre-trained foundation model that is fine-tuned."""
+
+    name: str = F("minilm-l6", "model name from the zoo, e.g. minilm-l6, or any Hugging Face model id")
+    max_length: int = F(64, "maximum tokens per example; longer inputs are truncated", ge=8, le=512)
+    precision: Literal["fp32", "bf16"] = F("fp32", "compute precision of local training; bf16 uses autocast")
+
+
+class DataConfig(_Section):
+    """Dataset and its partition across devices."""
+
+    dataset: Literal["sst2", "qnli"] = F("sst2", "GLUE task to fine-tune on")
+    dir: str | None = F(None, "directory with GLUE TSV files; null: $AIRTUNE_DATA_DIR, then Hugging Face datasets")
+    partition: Literal["iid", "dirichlet", "shards"] = F("dirichlet", "how training examples are split across devices")
+    dirichlet_alpha: float = F(0.5, "Dirichlet concentration of label skew; smaller is more non-IID", gt=0)
+    min_partition_size: int = F(10, "minimum examples per device; the Dirichlet split is redrawn until met", ge=0)
+    shards_per_device: int = F(2, "label-sorted shards given to each device when partition=shards", ge=1)
+    train_subset: int | None = Field(
+        None, ge=1, examples=[2000], description="seeded cap on the training pool size; null: all examples"
+    )
+    test_subset: int | None = Field(
+        None, ge=1, examples=[500], description="seeded cap on the test set size; null: all examples"
+    )
+    qnli_test_fraction: float = F(0.3, "share of QNLI dev held out as the test set", gt=0, lt=1)
+    cache_dir: str | None = F(None, "directory for tokenized-data caches; null: no cache")
+
+
+class LoraConfig(_Section):
+    """LoRA adapter shape."""
+
+    rank: int = F(8, "LoRA rank r, the inner dimension of the A and B factors", ge=1)
+    alpha: float = F(16.0, "LoRA scaling numerator; the update is scaled by alpha / rank", gt=0)
+    dropout: float = F(0.0, "dropout on the LoRA input", ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["query", "value"],
+        min_length=1,
+        description="names of the linear layers that get adapters",
+    )
+
+
+class TrainConfig(_Section):
+    """Local training on each scheduled device."""
+
+    local_steps: int = F(10, "optimizer steps per device per round", ge=1)
+    batch_size: int = F(16, "examples per local step", ge=1)
+    lr: float = F(1e-3, "learning rate of the LoRA factors", gt=0)
+    head_lr: float | None = Field(
+        None, gt=0, examples=[5e-3], description="learning rate of the classifier head; null: same as lr"
+    )
+    weight_decay: float = F(0.0, "decoupled weight decay", ge=0)
+    optimizer: Literal["adamw", "sgd"] = F("adamw", "local optimizer")
+    max_grad_norm: float | None = Field(
+        1.0, gt=0, examples=[1.0], description="gradient clipping norm; null: no clipping"
+    )
+    num_threads: int = F(2, "torch CPU threads for local training", ge=1)
+
+
+class WirelessConfig(_Section):
+    """Single-cell wireless network: geometry, channel, interference and device compute."""
+
+    cell_radius_m: float = F(500.0, "radius of the cell around the base station in metres", gt=0)
+    min_distance_m: float = F(10.0, "minimum device distance from the base station in metres", ge=0)
+    path_loss_const_db: float = F(128.1, "path loss at 1 km in dB: PL = const + slope * log10(d_km)")
+    path_loss_slope_db: float = F(37.6, "path-loss slope in dB per decade; exponent = slope / 10 must exceed 2", gt=20)
+    fading: Literal["rayleigh", "none"] = F("rayleigh", "small-scale fading model")
+    noise_psd_dbm_per_hz: float = F(-174.0, "thermal noise power spectral density in dBm/Hz")
+    uplink_bandwidth_hz: float = F(10e6, "total uplink bandwidth in Hz", gt=0)
+    downlink_bandwidth_hz: float = F(20e6, "total downlink bandwidth in Hz", gt=0)
+    device_max_power_dbm: float = F(23.0, "maximum device transmit power in dBm")
+    server_power_dbm: float = F(43.0, "base-station transmit power in dBm")
+    outage: Literal["none", "ppp"] = F("ppp", "outage model: none, or PPP interference with SINR threshold")
+    interferer_density_per_m2: float = F(1e-6, "density of the PPP of interferers per square metre", ge=0)
+    interferer_power_dbm: float = F(23.0, "transmit power of each interferer in dBm")
+    sinr_threshold_db: float = F(0.0, "SINR below which an upload is lost, in dB")
+    cpu_freq_ghz_min: float = F(0.5, "lowest device CPU frequency in GHz", gt=0)
+    cpu_freq_ghz_max: float = F(2.0, "highest device CPU frequency in GHz, >= cpu_freq_ghz_min", gt=0)
+    cycles_per_sample: float | None = Field(
+        None, gt=0, examples=[1e9], description="CPU cycles per training sample; null: derived from the model FLOPs"
+    )
+    flops_per_cycle: float = F(16.0, "floating-point operations per CPU cycle", gt=0)
+    kappa: float = F(1e-28, "effective switched capacitance of device CPUs: energy = kappa * cycles * f^2", gt=0)
+
+    @field_validator("min_distance_m")
+    @classmethod
+    def _inside_cell(cls, v: float, info: ValidationInfo) -> float:
+        radius = info.data.get("cell_radius_m")
+        if radius is not None and v >= radius:
+            raise cross_field_error(
+                f"must be < cell_radius_m = {radius:g}",
+                "lower {p}min_distance_m or raise {p}cell_radius_m",
+            )
+        return v
+
+    @field_validator("cpu_freq_ghz_max")
+    @classmethod
+    def _freq_order(cls, v: float, info: ValidationInfo) -> float:
+        low = info.data.get("cpu_freq_ghz_min")
+        if low is not None and v < low:
+            raise cross_field_error(
+                f"is below cpu_freq_ghz_min = {low:g}", "raise {p}cpu_freq_ghz_max or lower {p}cpu_freq_ghz_min"
+            )
+        return v
+
+
+class AllocationConfig(_Section):
+    """Radio resource allocation: who transmits, with which bandwidth and power."""
+
+    name: str = F("equal", "allocator name from the registry, see airtune ls")
+    scheduler: Literal["random", "round_robin", "best_channel"] = F("random", "device scheduling rule")
+    power: Literal["max"] = F("max", "transmit power policy")
+
+
+class StrategyConfig(_Section):
+    """Federated fine-tuning method."""
+
+    name: str = F("fedit", "strategy name from the registry, see airtune ls")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="strategy-specific options, validated by the strategy"
+    )
+
+
+class Config(BaseModel):
+    """A whole experiment. ``Config()`` is the default: MiniLM-L6 on SST-2, 20 devices, LoRA r=8."""
+
+    model_config = _MODEL_CONFIG
+
+    name: str = F("default", "experiment name, used for the run directory")
+    seed: int = F(0, "master seed; every random stream is derived from it", ge=0)
+    rounds: int = F(20, "number of federated rounds", ge=1)
+    num_devices: int = F(20, "number of devices in the cell", ge=1)
+    devices_per_round: int = F(5, "devices scheduled per round, at most num_devices", ge=1)
+    eval_every: int = F(5, "evaluate every this many rounds; the last round is always evaluated", ge=1)
+    model: ModelConfig = Field(default_factory=ModelConfig, description="pre-trained model")
+    data: DataConfig = Field(default_factory=DataConfig, description="dataset and partition")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="local training")
+    wireless: WirelessConfig = Field(default_factory=WirelessConfig, description="wireless network")
+    allocation: AllocationConfig = Field(default_factory=AllocationConfig, description="resource allocation")
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig, description="federated strategy")
+
+    @field_validator("devices_per_round")
+    @classmethod
+    def _not_more_than_devices(cls, v: int, info: ValidationInfo) -> int:
+        total = info.data.get("num_devices")
+        if total is not None and v > total:
+            raise cross_field_error(
+                f"exceeds num_devices = {total}", "lower {p}devices_per_round or raise {p}num_devices"
+            )
+        return v

@@ -1,0 +1,85 @@
+"""The multi-device engine: one frozen base model in memory serves every simulated device.
+
+A device's state is only its trainable tensors (LoRA factors and task head, or all weights for
+full fine-tuning). For each scheduled device the engine writes that device's starting state
+into the shared model, runs the reference loop of ``training/local.py`` on the device's own
+batches, and reads the result back. Nothing is rebuilt per device update; this is the main
+difference from frameworks that construct a PEFT model inside every client's ``fit``
+(measured in ``benchmarks/engine.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from airtune.data.cache import TokenizedDataset, collate
+from airtune.lora.adapters import load_trainable_state, trainable_state, trainable_params
+from airtune.training.local import OptimConfig, make_optimizer, train_steps
+
+
+@dataclass(frozen=True)
+class ClientTask:
+    """What one scheduled device trains this round."""
+
+    device: int
+    state: dict[str, torch.Tensor]          # starting trainable tensors (downlinked)
+    steps: int
+    seed: int                                # batch order and dropout of this update
+    extra_loss: Callable[[nn.Module], torch.Tensor] | None = None
+    info: dict = field(default_factory=dict)  # strategy-specific (e.g. device rank)
+
+
+@dataclass(frozen=True)
+class ClientUpdate:
+    """What one device produced: its trained tensors and the statistics of its local run."""
+
+    device: int
+    state: dict[str, torch.Tensor]
+    num_samples: int                          # size of the device's local dataset
+    train_loss: float
+    info: dict = field(default_factory=dict)
+
+
+def device_batches(data: TokenizedDataset, indices: np.ndarray, steps: int, batch_size: int,
+                   rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+    """``steps`` mini-batches drawn without replacement from the device's data, reshuffled per epoch."""
+    order = np.empty(0, dtype=np.int64)
+    bs = min(batch_size, len(indices))
+    for _ in range(steps):
+        if len(order) < bs:
+            order = np.concatenate([order, rng.permutation(indices)])
+        take, order = order[:bs], order[bs:]
+        yield collate(data, take)
+
+
+class Engine:
+    """Runs client tasks on one shared model, sequentially (2 CPU cores: training is compute-bound)."""
+
+    def __init__(self, model: nn.Module, data: TokenizedDataset, partitions: list[np.ndarray],
+                 batch_size: int, optim: OptimConfig, head_keys: set[str]) -> None:
+        self.model = model
+        self.data = data
+        self.partitions = partitions
+        self.batch_size = batch_size
+        self.optim = optim
+        self.head_keys = head_keys
+
+    def run_one(self, task: ClientTask) -> ClientUpdate:
+        load_trainable_state(self.model, task.state)
+        params = trainable_params(self.model)
+        opt = make_optimizer(params, self.optim, lambda k: k in self.head_keys)
+        rng = np.random.default_rng(task.seed)
+        torch.manual_seed(task.seed)  # dropout
+        idx = self.partitions[task.device]
+        losses = train_steps(self.model, device_batches(self.data, idx, task.steps, self.batch_size, rng),
+                             opt, self.optim, task.extra_loss)
+        return ClientUpdate(task.device, trainable_state(self.model), len(idx),
+                            float(np.mean(losses)), dict(task.info))
+
+    def run(self, tasks: list[ClientTask]) -> list[ClientUpdate]:
+        return [self.run_one(t) for t in tasks]

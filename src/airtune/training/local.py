@@ -1,0 +1,72 @@
+"""The reference single-device training loop: what one device does in one round.
+
+Every faster or split execution path is tested against this loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Local optimiser settings (``train`` section of the config)."""
+
+    lr: float
+    head_lr: float | None = None
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"
+    max_grad_norm: float | None = 1.0
+    precision: str = "fp32"
+
+
+def precision_context(precision: str):
+    """bf16 autocast on CPU (AVX-512-BF16) or a no-op for fp32."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(params: dict[str, nn.Parameter], cfg: OptimConfig, is_head: Callable[[str], bool]):
+    """AdamW (or SGD) with a separate learning rate for the task head."""
+    head = [p for k, p in params.items() if is_head(k)]
+    body = [p for k, p in params.items() if not is_head(k)]
+    groups = [g for g in ({"params": body, "lr": cfg.lr},
+                          {"params": head, "lr": cfg.head_lr or cfg.lr}) if g["params"]]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train_steps(
+    model: nn.Module,
+    batches: Iterable[dict[str, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    cfg: OptimConfig,
+    extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+) -> list[float]:
+    """Run one optimiser step per batch; return the per-step training losses.
+
+    ``extra_loss(model)`` adds a regulariser (e.g. HetLoRA's tail penalty, SOFT's orthogonality).
+    """
+    model.train()
+    losses: list[float] = []
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for batch in batches:
+        optimizer.zero_grad(set_to_none=True)
+        with precision_context(cfg.precision):
+            out = model(**batch)
+            loss = out.loss
+        if extra_loss is not None:
+            loss = loss + extra_loss(model)
+        loss.backward()
+        if cfg.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        losses.append(float(out.loss.detach()))
+    return losses
