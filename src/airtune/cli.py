@@ -57,6 +57,7 @@ def cmd_validate(ns: argparse.Namespace) -> int:
 def cmd_run(ns: argparse.Namespace) -> int:
     from airtune.experiment import rundir
     from airtune.experiment.runner import run_experiment
+    from airtune.experiment.validate import preflight
     from airtune.progress import RoundProgress, print_summary
 
     if ns.resume:
@@ -65,6 +66,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         cfg = rundir.resume_config(run_dir, requested)
     else:
         cfg = _load(ns.args)
+        preflight(cfg)
         run_dir = Path(ns.out) if ns.out else rundir.default_run_dir(cfg)
         rundir.prepare(cfg, run_dir)
     rundir.attach_log_file(run_dir)
@@ -118,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    # a deprecation inside transformers that PEFT triggers; not actionable for users
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     ns = build_parser().parse_args(argv)
     try:
         return ns.func(ns)

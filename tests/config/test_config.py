@@ -144,7 +144,7 @@ def test_nested_cross_field_check_uses_dotted_names():
 
 def test_unknown_nested_key_suggests_the_closest():
     (line,) = errors_of(overrides=["lora.rnk=4"])
-    assert line == "lora.rnk: unknown key; fix: did you mean 'rank'? (valid keys: alpha, dropout, rank, target_modules)"
+    assert line == "lora.rnk: unknown key; fix: did you mean 'rank'? (valid keys: alpha, device_ranks, dropout, rank, rank_list, rank_set, target_modules)"
 
 
 def test_unknown_top_level_key_from_yaml(tmp_path):

@@ -10,10 +10,10 @@ Loading, overrides and error formatting live in :mod:`airtune.config.load`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, coerce_numbers_to_str=True)
 
@@ -70,16 +70,49 @@ class LoraConfig(_Section):
         min_length=1,
         description="names of the linear layers that get adapters",
     )
+    device_ranks: Literal["uniform_rank", "tier", "list", "random_set", "heavy_tail"] = F(
+        "uniform_rank",
+        "rank of each device: uniform_rank (all lora.rank), tier (memory tier -> rank_set), list (rank_list), "
+        "random_set (uniform over rank_set), heavy_tail (Zipf over rank_set, mostly small ranks)",
+    )
+    rank_set: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [2, 4, 8],
+        min_length=1,
+        examples=[[2, 4, 8]],
+        description="ranks that tier, random_set and heavy_tail draw from (sorted ascending: tier 0 gets the smallest)",
+    )
+    rank_list: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None,
+        examples=[[2, 4, 8, 8]],
+        validate_default=True,
+        description="explicit rank of every device (one per device) when device_ranks=list; null otherwise",
+    )
+
+    @field_validator("rank_list")
+    @classmethod
+    def _list_iff_mode(cls, v: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        mode = info.data.get("device_ranks")
+        if mode == "list" and v is None:
+            raise cross_field_error(
+                "is required when device_ranks = 'list'",
+                "give one rank per device, e.g. {p}rank_list=[2,4,8,8], or choose another {p}device_ranks",
+            )
+        if mode is not None and mode != "list" and v is not None:
+            raise cross_field_error(
+                f"is only used when device_ranks = 'list' (device_ranks = '{mode}')",
+                "set {p}device_ranks=list, or remove {p}rank_list",
+            )
+        return v
 
 
 class TrainConfig(_Section):
     """Local training on each scheduled device."""
 
-    local_steps: int = F(10, "optimizer steps per device per round", ge=1)
+    local_steps: int = F(5, "optimizer steps per device per round", ge=1)
     batch_size: int = F(16, "examples per local step", ge=1)
-    lr: float = F(1e-3, "learning rate of the LoRA factors", gt=0)
+    lr: float = F(2e-3, "learning rate of the LoRA factors", gt=0)
     head_lr: float | None = Field(
-        None, gt=0, examples=[5e-3], description="learning rate of the classifier head; null: same as lr"
+        1e-2, gt=0, examples=[5e-3], description="learning rate of the classifier head; null: same as lr"
     )
     weight_decay: float = F(0.0, "decoupled weight decay", ge=0)
     optimizer: Literal["adamw", "sgd"] = F("adamw", "local optimizer")
@@ -103,7 +136,7 @@ class WirelessConfig(_Section):
     device_max_power_dbm: float = F(23.0, "maximum device transmit power in dBm")
     server_power_dbm: float = F(43.0, "base-station transmit power in dBm")
     outage: Literal["none", "ppp"] = F("ppp", "outage model: none, or PPP interference with SINR threshold")
-    interferer_density_per_m2: float = F(1e-6, "density of the PPP of interferers per square metre", ge=0)
+    interferer_density_per_m2: float = F(5e-7, "density of the PPP of interferers per square metre", ge=0)
     interferer_power_dbm: float = F(23.0, "transmit power of each interferer in dBm")
     sinr_threshold_db: float = F(0.0, "SINR below which an upload is lost, in dB")
     cpu_freq_ghz_min: float = F(0.5, "lowest device CPU frequency in GHz", gt=0)
@@ -179,5 +212,21 @@ class Config(BaseModel):
         if total is not None and v > total:
             raise cross_field_error(
                 f"exceeds num_devices = {total}", "lower {p}devices_per_round or raise {p}num_devices"
+            )
+        return v
+
+    @field_validator("lora")
+    @classmethod
+    def _one_rank_per_device(cls, v: LoraConfig, info: ValidationInfo) -> LoraConfig:
+        total = info.data.get("num_devices")
+        if total is not None and v.rank_list is not None and len(v.rank_list) != total:
+            # reported at lora.rank_list (a nested location), next to errors of other sections
+            err = cross_field_error(
+                f"has {len(v.rank_list)} entries but num_devices = {total}",
+                "give exactly one rank per device in lora.rank_list, or set num_devices="
+                f"{len(v.rank_list)}",
+            )
+            raise ValidationError.from_exception_data(
+                "LoraConfig", [InitErrorDetails(type=err, loc=("rank_list",), input=v.rank_list)]
             )
         return v

@@ -27,7 +27,7 @@ from airtune.experiment.checkpoint import load_checkpoint, save_checkpoint
 from airtune.experiment.round import radio_round
 from airtune.experiment.seeds import int_seed, rng
 from airtune.experiment.setup import Setup, build
-from airtune.lora.adapters import load_trainable_state, save_adapter
+from airtune.lora.adapters import save_adapter, save_adapter_state
 from airtune.metrics.records import RoundRecord, records_from_arrays
 from airtune.registry import ALLOCATORS
 from airtune.strategies.base import ServerState, tensor_bits
@@ -90,6 +90,7 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
             selected = [int(k) for k in np.flatnonzero(plan.selected)]
             seeds = {k: int_seed(cfg.seed, "batches", rnd, k) for k in selected}
             tasks = s.strategy.configure_round(rnd, server, selected, seeds, cfg.train.local_steps)
+            ranks = s.strategy.device_ranks(server)  # the ranks trained this round (before any prune)
             updates = engine.run(tasks)
             ul_bits, dl_bits, samples, loss = (np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.nan))
             for task, up in zip(tasks, updates):
@@ -106,7 +107,7 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
             server, report = s.strategy.aggregate(rnd, server, updates, delivered)
             acc = ev_loss = None
             if (rnd + 1) % cfg.eval_every == 0 or rnd == cfg.rounds - 1:
-                load_trainable_state(s.model, server.tensors)
+                engine.load_task(s.strategy.global_task(server))
                 acc, ev_loss = evaluate(s.model, s.test, precision=cfg.model.precision)
             record = _round_record(rnd, totals, radio, ul_bits, dl_bits, selected, sorted(delivered), lost,
                                    acc, ev_loss, loss, report, time.perf_counter() - t0)
@@ -117,8 +118,9 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
                 power_w=plan.power_w, rate_bps=radio.uplink_rate_bps, payload_bits=ul_bits,
                 downlink_bits=dl_bits, compute_s=radio.cost.compute_s,
                 comm_s=radio.cost.uplink_s + radio.cost.downlink_s, energy_j=radio.cost.energy_j,
-                success_prob=radio.success_prob, num_samples=samples, train_loss=loss)))
-            _checkpoint(s, run_dir, rnd, server, totals)
+                success_prob=radio.success_prob, num_samples=samples, train_loss=loss,
+                **_rank_column(ranks, K))))
+            _checkpoint(s, engine, run_dir, rnd, server, totals)
             if on_round is not None:
                 on_round(record.to_dict())
             if stop_after_round is not None and rnd >= stop_after_round:
@@ -149,12 +151,21 @@ def _round_record(rnd, totals: Totals, radio, ul_bits, dl_bits, selected, delive
     return rec
 
 
-def _checkpoint(s: Setup, run_dir: Path, rnd: int, server: ServerState, totals: Totals) -> None:
+def _rank_column(ranks: np.ndarray | None, K: int) -> dict[str, np.ndarray]:
+    """``rank`` column of clients.jsonl: each device's current LoRA rank (absent without LoRA)."""
+    return {} if ranks is None else {"rank": np.asarray(ranks).reshape(K)}
+
+
+def _checkpoint(s: Setup, engine: Engine, run_dir: Path, rnd: int, server: ServerState, totals: Totals) -> None:
     payload = {"round": rnd, "tensors": server.tensors, "extra": server.extra, "totals": totals,
                "torch_rng": torch.get_rng_state(), "config_hash": rundir.config_hash(s.cfg)}
+    export = s.strategy.export_adapter(server)
 
     def write_adapter(path: Path) -> None:
-        load_trainable_state(s.model, server.tensors)
+        if export is not None:  # a global model that no trained adapter holds (FLoRA, FlexLoRA)
+            save_adapter_state(s.model, export[1], export[0], path)
+            return
+        engine.load_task(s.strategy.global_task(server))
         save_adapter(s.model, path)
 
     save_checkpoint(run_dir, payload, write_adapter if s.strategy.uses_lora else None)

@@ -18,9 +18,10 @@ from airtune.data.glue import load_glue
 from airtune.data.partition import describe, label_counts
 from airtune.experiment.seeds import int_seed, rng
 from airtune.lora.adapters import LoraSpec, head_keys, inject_lora, trainable_state
+from airtune.lora.ranks import assign_device_ranks
 from airtune.models.zoo import ModelSpec, load_classifier, load_tokenizer, resolve_model
 from airtune.registry import PARTITIONERS, STRATEGIES
-from airtune.strategies.base import Strategy
+from airtune.strategies.base import Strategy, StrategyContext
 from airtune.wireless.channel import ChannelState, init_channel
 from airtune.wireless.devices import DeviceProfiles, sample_device_profiles
 from airtune.wireless.units import dbm_to_w
@@ -45,6 +46,7 @@ class Setup:
     channel: ChannelState                # positions and round-0 fading
     devices: DeviceProfiles
     train_flops_per_sample: float
+    device_ranks: np.ndarray | None = None  # (K,) LoRA rank of every device; None without LoRA
 
 
 def build_data(cfg: Config, tokenizer, spec: ModelSpec):
@@ -68,16 +70,44 @@ def build_partitions(cfg: Config, labels: np.ndarray, num_classes: int):
     return parts, counts
 
 
-def build_model(cfg: Config, spec: ModelSpec, strategy: Strategy, num_classes: int) -> nn.Module:
+def lora_spec(cfg: Config) -> LoraSpec:
+    return LoraSpec(cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, tuple(cfg.lora.target_modules))
+
+
+def load_base_model(cfg: Config, spec: ModelSpec, num_classes: int) -> nn.Module:
+    """The pre-trained model with a fresh head (seeded); adapters come in :func:`attach_trainable`."""
     torch.manual_seed(int_seed(cfg.seed, "init"))
-    model = load_classifier(spec, num_classes)
+    return load_classifier(spec, num_classes)
+
+
+def attach_trainable(cfg: Config, spec: ModelSpec, model: nn.Module, strategy: Strategy,
+                     ranks: np.ndarray | None) -> nn.Module:
+    """LoRA adapters (one per distinct device rank for heterogeneous-rank strategies, else PEFT's
+    single default adapter), or every weight trainable for full fine-tuning."""
     if strategy.uses_lora:
-        lora = LoraSpec(cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, tuple(cfg.lora.target_modules))
-        model = inject_lora(model, lora, spec.head_modules)
-    else:
-        for p in model.parameters():
-            p.requires_grad_(True)
+        hetero = strategy.supports_heterogeneous_ranks and ranks is not None
+        return inject_lora(model, lora_spec(cfg), spec.head_modules, ranks=ranks.tolist() if hetero else None)
+    for p in model.parameters():
+        p.requires_grad_(True)
     return model
+
+
+def build_model(cfg: Config, spec: ModelSpec, strategy: Strategy, num_classes: int,
+                ranks: np.ndarray | None = None) -> nn.Module:
+    return attach_trainable(cfg, spec, load_base_model(cfg, spec, num_classes), strategy, ranks)
+
+
+def build_device_ranks(cfg: Config, devices: DeviceProfiles) -> np.ndarray:
+    """Every device's LoRA rank (``lora.device_ranks``), logged per device."""
+    lo = cfg.lora
+    ranks = assign_device_ranks(lo.device_ranks, cfg.num_devices, rng(cfg.seed, "ranks"), rank=lo.rank,
+                                rank_set=lo.rank_set, rank_list=lo.rank_list, memory_tier=devices.memory_tier)
+    values, counts = np.unique(ranks, return_counts=True)
+    log.info("device ranks (%s): %s", lo.device_ranks,
+             ", ".join(f"rank {v} x{c}" for v, c in zip(values.tolist(), counts.tolist())))
+    for k, r in enumerate(ranks.tolist()):
+        log.info("device %d rank %d (memory tier %d)", k, r, int(devices.memory_tier[k]))
+    return ranks
 
 
 def training_flops_per_sample(model: nn.Module, mean_tokens: float, uses_lora: bool) -> float:
@@ -91,13 +121,14 @@ def training_flops_per_sample(model: nn.Module, mean_tokens: float, uses_lora: b
 def build(cfg: Config) -> Setup:
     torch.set_num_threads(cfg.train.num_threads)
     spec = resolve_model(cfg.model.name)
-    strategy = STRATEGIES.get(cfg.strategy.name)(cfg.strategy.options)
+    strategy_cls = STRATEGIES.get(cfg.strategy.name)
+    strategy_cls(cfg.strategy.options)  # option errors before any loading
     tokenizer = load_tokenizer(spec)
     train, test, num_classes = build_data(cfg, tokenizer, spec)
     parts, counts = build_partitions(cfg, train.labels.numpy(), num_classes)
-    model = build_model(cfg, spec, strategy, num_classes)
-    state = trainable_state(model)
-    flops = training_flops_per_sample(model, float(train.lengths.float().mean()), strategy.uses_lora)
+    model = load_base_model(cfg, spec, num_classes)
+    # adapters, head copies and frozen base weights are excluded from the count: same on the plain model
+    flops = training_flops_per_sample(model, float(train.lengths.float().mean()), strategy_cls.uses_lora)
     w = cfg.wireless
     cycles = w.cycles_per_sample if w.cycles_per_sample is not None else flops / w.flops_per_cycle
     devices = sample_device_profiles(rng(cfg.seed, "devices"), cfg.num_devices, cycles_per_sample=cycles,
@@ -105,6 +136,12 @@ def build(cfg: Config) -> Setup:
                                      max_power_w=dbm_to_w(w.device_max_power_dbm), kappa=w.kappa)
     channel = init_channel(rng(cfg.seed, "topology"), cfg.num_devices, w.cell_radius_m, w.min_distance_m,
                            w.path_loss_const_db, w.path_loss_slope_db, w.fading)
+    ranks = build_device_ranks(cfg, devices) if strategy_cls.uses_lora else None
+    context = StrategyContext(ranks, lora_spec(cfg), cfg.seed) if ranks is not None else None
+    strategy = strategy_cls(cfg.strategy.options, context=context)
+    model = attach_trainable(cfg, spec, model, strategy, ranks)
+    state = trainable_state(model)
     heads = (set(head_keys(state)) if strategy.uses_lora
              else {k for k in state if any(k.startswith(h + ".") for h in spec.head_modules)})
-    return Setup(cfg, spec, model, strategy, state, heads, train, test, parts, counts, channel, devices, flops)
+    return Setup(cfg, spec, model, strategy, state, heads, train, test, parts, counts, channel, devices, flops,
+                 ranks)

@@ -11,7 +11,15 @@ def registry_errors(cfg: Config) -> list[str]:
     """One line per problem: unknown strategy or allocator, invalid strategy options."""
     errors: list[str] = []
     try:
-        STRATEGIES.get(cfg.strategy.name)(cfg.strategy.options)
+        strategy = STRATEGIES.get(cfg.strategy.name)
+        strategy(cfg.strategy.options)
+        if (strategy.uses_lora and not strategy.supports_heterogeneous_ranks
+                and cfg.lora.device_ranks != "uniform_rank"):
+            hetero = [n for n in STRATEGIES.names()
+                      if getattr(STRATEGIES.get(n), "supports_heterogeneous_ranks", False)]
+            errors.append(f"lora.device_ranks = '{cfg.lora.device_ranks}': strategy '{cfg.strategy.name}' trains "
+                          f"one shared rank (lora.rank); fix: set lora.device_ranks=uniform_rank, or choose a "
+                          f"heterogeneous-rank strategy ({', '.join(hetero)})")
     except RegistryError:
         errors.append(f"strategy.name = '{cfg.strategy.name}': unknown strategy; "
                       f"fix: choose one of {', '.join(STRATEGIES.names())}")
@@ -29,3 +37,14 @@ def check(cfg: Config) -> None:
         err = ConfigError("\n".join(errors))
         err.errors = errors  # type: ignore[attr-defined]
         raise err
+
+
+def preflight(cfg: Config) -> None:
+    """Checks of the outside world made before a run directory is created: the data directory
+    exists (unless the Hugging Face hub fallback applies)."""
+    import os
+
+    from airtune.data.glue import ENV_DATA_DIR, _datasets_importable, resolve_data_dir
+
+    if cfg.data.dir or os.environ.get(ENV_DATA_DIR) or not _datasets_importable():
+        resolve_data_dir(cfg.data.dir)

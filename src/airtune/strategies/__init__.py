@@ -1,6 +1,6 @@
 """Federated strategies; importing this package registers every built-in strategy."""
 
-from airtune.strategies import fedit, full_ft  # noqa: F401  (registration side effects)
-from airtune.strategies.base import ServerState, Strategy
+from airtune.strategies import fedit, ffa_lora, flexlora, flora, full_ft, hetlora  # noqa: F401  (registration side effects)
+from airtune.strategies.base import ServerState, Strategy, StrategyContext
 
-__all__ = ["ServerState", "Strategy"]
+__all__ = ["ServerState", "Strategy", "StrategyContext"]

@@ -5,6 +5,16 @@ device trains; ``aggregate(rnd, server, updates, delivered) -> (ServerState, rep
 *new* server state built only from the updates that survived the channel, plus a dict of
 per-round diagnostics that the runner writes into ``metrics.jsonl``. A strategy holds no hidden
 mutable state, so the same object runs under the in-process engine or a Flower ServerApp.
+
+Run constants that a strategy may need (every device's LoRA rank, the LoRA hyper-parameters, the
+run seed) come in a :class:`StrategyContext` passed to the constructor:
+``Strategy(options, context=...)``; ``Strategy(options)`` alone still builds a strategy (config
+validation does), and strategies that need the context raise when it is missing.
+
+Besides the contract, three hooks let the runner stay strategy-agnostic:
+``global_task(server)`` (what to load into the shared model to evaluate the global model),
+``export_adapter(server)`` (the checkpoint's PEFT adapter when it is not an adapter that devices
+train) and ``device_ranks(server)`` (current rank of every device, logged per device).
 """
 
 from __future__ import annotations
@@ -12,10 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from airtune.errors import ConfigError
+from airtune.lora.adapters import LoraSpec
 from airtune.training.engine import ClientTask, ClientUpdate
 
 
@@ -25,6 +37,40 @@ class ServerState:
 
     tensors: dict[str, torch.Tensor]
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class StrategyContext:
+    """Constants of a run that a strategy may need (built once by ``experiment/setup.py``).
+
+    Attributes
+    ----------
+    device_ranks : numpy.ndarray of int, shape (K,)
+        LoRA rank of every device (``lora.device_ranks``; all ``lora.rank`` when uniform).
+    lora : LoraSpec
+        Shared LoRA hyper-parameters; ``lora.alpha`` gives each device's scale alpha / r_k.
+    seed : int
+        Run seed (strategies derive their own streams with ``seeds.int_seed(seed, "strategy", ...)``).
+    """
+
+    device_ranks: np.ndarray
+    lora: LoraSpec
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        ranks = np.array(self.device_ranks, dtype=np.int64)
+        if ranks.ndim != 1 or ranks.size == 0 or (ranks < 1).any():
+            raise ValueError(f"device_ranks must be a non-empty (K,) array of ranks >= 1; got {ranks}")
+        ranks.setflags(write=False)
+        object.__setattr__(self, "device_ranks", ranks)
+
+    @property
+    def r_max(self) -> int:
+        return int(self.device_ranks.max())
+
+    def scale(self, rank: int) -> float:
+        """LoRA scale alpha / rank of a device of rank ``rank``."""
+        return float(self.lora.alpha) / int(rank)
 
 
 class NoOptions(BaseModel):
@@ -43,10 +89,26 @@ class Strategy:
 
     name: ClassVar[str] = "base"
     uses_lora: ClassVar[bool] = True
+    supports_heterogeneous_ranks: ClassVar[bool] = False   # devices may train different ranks
     Options: ClassVar[type[BaseModel]] = NoOptions
 
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
+    def __init__(self, options: dict[str, Any] | None = None, context: StrategyContext | None = None) -> None:
         self.options = parse_options(self.Options, options or {}, self.name)
+        self._context = context
+        if context is not None and self.uses_lora and not self.supports_heterogeneous_ranks:
+            ranks = sorted({int(r) for r in context.device_ranks})
+            if ranks != [context.lora.rank]:
+                raise ConfigError(
+                    f"lora.device_ranks: strategy '{self.name}' trains one shared rank but the devices have "
+                    f"ranks {ranks}; fix: set lora.device_ranks=uniform_rank, or choose a heterogeneous-rank "
+                    "strategy (hetlora, flexlora, ffa_lora, flora)")
+
+    @property
+    def context(self) -> StrategyContext:
+        if self._context is None:
+            raise ConfigError(f"strategy '{self.name}' needs the run context (device ranks, LoRA spec, seed); "
+                              f"fix: build it as {type(self).__name__}(options, context=StrategyContext(...))")
+        return self._context
 
     # -- the contract -------------------------------------------------------------------------
     def init_state(self, tensors: dict[str, torch.Tensor]) -> ServerState:
@@ -59,6 +121,22 @@ class Strategy:
     def aggregate(self, rnd: int, server: ServerState, updates: list[ClientUpdate],
                   delivered: set[int]) -> tuple[ServerState, dict[str, Any]]:
         raise NotImplementedError
+
+    # -- hooks for the runner ------------------------------------------------------------------
+    def global_task(self, server: ServerState) -> ClientTask:
+        """What to load into the shared model (``Engine.load_task``) to evaluate the global model."""
+        return ClientTask(device=-1, state=server.tensors, steps=0, seed=0)
+
+    def export_adapter(self, server: ServerState) -> tuple[int, dict[str, torch.Tensor]] | None:
+        """``(rank, PEFT-keyed state)`` of the global model as one LoRA adapter, when it is not the
+        adapter that ``global_task`` loads; None: the checkpoint saves the adapter ``global_task`` loads."""
+        return None
+
+    def device_ranks(self, server: ServerState) -> np.ndarray | None:
+        """Current LoRA rank of every device, (K,); None without LoRA or without a context."""
+        if not self.uses_lora or self._context is None:
+            return None
+        return self._context.device_ranks
 
     # -- what crosses the air -----------------------------------------------------------------
     def downlink_payload(self, task: ClientTask) -> dict[str, torch.Tensor]:

@@ -18,7 +18,10 @@ import torch
 from torch import nn
 
 from airtune.data.cache import TokenizedDataset, collate
-from airtune.lora.adapters import load_trainable_state, trainable_state, trainable_params
+from airtune.lora.adapters import (
+    base_weights, freeze_factors, is_peft, load_trainable_state, set_base_weights, trainable_params,
+    trainable_state, use_adapter,
+)
 from airtune.training.local import OptimConfig, make_optimizer, train_steps
 
 
@@ -31,7 +34,7 @@ class ClientTask:
     steps: int
     seed: int                                # batch order and dropout of this update
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None
-    info: dict = field(default_factory=dict)  # strategy-specific (e.g. device rank)
+    info: dict = field(default_factory=dict)  # strategy-specific, see Engine.load_task
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,21 @@ def device_batches(data: TokenizedDataset, indices: np.ndarray, steps: int, batc
 
 
 class Engine:
-    """Runs client tasks on one shared model, sequentially (2 CPU cores: training is compute-bound)."""
+    """Runs client tasks on one shared model, sequentially (2 CPU cores: training is compute-bound).
+
+    Keys of ``ClientTask.info`` that the engine acts on (all optional; a task without them runs
+    on the single active adapter exactly as before):
+
+    ``adapter`` (str) and ``rank`` (int)
+        Activate this LoRA adapter (heterogeneous ranks: one adapter per rank on the shared base
+        model), creating it with ``rank`` if missing. Only its factors and head train.
+    ``freeze`` (tuple of str)
+        Factors of the active adapter that stay frozen, e.g. ``("lora_A",)`` (FFA-LoRA).
+    ``base_delta`` (dict prefix -> (d, n) Tensor)
+        Offsets added to the pre-trained weights of the adapted layers for this task
+        (FLoRA's merged updates, FlexLoRA's full-size global update at evaluation). Absent or
+        None: the pre-trained weights. Applied only when it changes (compared by identity).
+    """
 
     def __init__(self, model: nn.Module, data: TokenizedDataset, partitions: list[np.ndarray],
                  batch_size: int, optim: OptimConfig, head_keys: set[str]) -> None:
@@ -68,9 +85,37 @@ class Engine:
         self.batch_size = batch_size
         self.optim = optim
         self.head_keys = head_keys
+        self._peft = is_peft(model)
+        self._base0: dict[str, torch.Tensor] | None = None   # pre-trained weights of adapted layers
+        self._delta: dict[str, torch.Tensor] | None = None   # offset currently applied to them
+
+    def load_task(self, task: ClientTask) -> None:
+        """Write a task's starting point into the shared model: adapter, base offset, state, freezing."""
+        info = task.info
+        if info.get("adapter") is not None:
+            use_adapter(self.model, info["adapter"], info.get("rank"))
+        self._apply_base_delta(info.get("base_delta"))
+        load_trainable_state(self.model, task.state)
+        if self._peft:
+            freeze_factors(self.model, info.get("freeze", ()))
+
+    def _apply_base_delta(self, delta: dict[str, torch.Tensor] | None) -> None:
+        if delta is self._delta:
+            return
+        if self._base0 is None:
+            if delta is None:
+                return
+            self._base0 = base_weights(self.model, delta.keys())
+        missing = set(delta or ()) - self._base0.keys()
+        if missing:
+            raise KeyError(f"base_delta for layers without a saved base weight: {sorted(missing)[:3]}")
+        delta = delta or {}
+        set_base_weights(self.model, {p: w0 + delta[p].to(w0.dtype) if p in delta else w0
+                                      for p, w0 in self._base0.items()})
+        self._delta = delta or None
 
     def run_one(self, task: ClientTask) -> ClientUpdate:
-        load_trainable_state(self.model, task.state)
+        self.load_task(task)
         params = trainable_params(self.model)
         opt = make_optimizer(params, self.optim, lambda k: k in self.head_keys)
         rng = np.random.default_rng(task.seed)

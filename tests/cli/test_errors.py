@@ -1,0 +1,83 @@
+"""Bad input: a one-line error naming the field, the value and the fix; exit 2; nothing overwritten."""
+
+from __future__ import annotations
+
+import pytest
+
+from airtune.cli import main
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.err.strip().splitlines(), captured.out
+
+
+def test_unknown_strategy_lists_available(capsys):
+    code, err, _ = run_cli(capsys, "validate", "strategy.name=fedx")
+    assert code == 2 and len(err) == 1
+    assert "strategy.name = 'fedx'" in err[0] and "fedit" in err[0] and "full_ft" in err[0]
+
+
+def test_negative_bandwidth(capsys):
+    code, err, _ = run_cli(capsys, "run", "wireless.uplink_bandwidth_hz=-5")
+    assert code == 2 and len(err) == 1
+    assert "wireless.uplink_bandwidth_hz" in err[0] and "-5" in err[0] and "fix:" in err[0]
+
+
+def test_more_devices_per_round_than_devices(capsys):
+    code, err, _ = run_cli(capsys, "validate", "num_devices=4", "devices_per_round=9")
+    assert code == 2 and len(err) == 1 and "devices_per_round = 9" in err[0] and "fix:" in err[0]
+
+
+def test_validate_reports_every_error_at_once(capsys):
+    code, err, _ = run_cli(capsys, "validate", "rounds=0", "lora.rank=-1", "strategy.options.x=1")
+    assert code == 2 and len(err) == 2  # the two schema errors; registry checks need a valid schema
+    assert any("rounds" in e for e in err) and any("lora.rank" in e for e in err)
+
+
+def test_unknown_strategy_option(capsys):
+    code, err, _ = run_cli(capsys, "validate", "strategy.options.nonsense=1")
+    assert code == 2 and len(err) == 1 and "nonsense" in err[0] and "fix:" in err[0]
+
+
+def test_malformed_yaml(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rounds: 3\nlora: [rank: 4\n")
+    code, err, _ = run_cli(capsys, "run", str(bad))
+    assert code == 2 and len(err) == 1 and "bad.yaml" in err[0] and "line" in err[0]
+
+
+def test_missing_data_dir_says_where_it_looked(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("AIRTUNE_DATA_DIR", raising=False)
+    out = tmp_path / "run"
+    code, err, _ = run_cli(capsys, "run", "--quiet", "--out", str(out), f"data.dir={tmp_path / 'nope'}")
+    assert code == 2 and len(err) == 1
+    assert "nope" in err[0] and "AIRTUNE_DATA_DIR" in err[0] and "fix" in err[0]
+    assert not out.exists()  # nothing written before the input was checked
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path, capsys, glue_dir):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"round": 0}\n')
+    code, err, _ = run_cli(capsys, "run", "--quiet", "--out", str(out), f"data.dir={glue_dir}")
+    assert code == 2 and len(err) == 1 and "--resume" in err[0]
+    assert (out / "metrics.jsonl").read_text() == '{"round": 0}\n'
+
+
+def test_resume_of_a_directory_without_a_run(tmp_path, capsys):
+    code, err, _ = run_cli(capsys, "run", "--resume", str(tmp_path))
+    assert code == 2 and len(err) == 1 and "config.resolved.yaml" in err[0]
+
+
+def test_ls_lists_registries(capsys):
+    code, _, out = run_cli(capsys, "ls")
+    assert code == 0
+    for word in ("minilm-l6", "fedit", "full_ft", "equal", "dirichlet", "iid", "shards", "best_channel"):
+        assert word in out
+
+
+def test_validate_ok(capsys):
+    code, _, out = run_cli(capsys, "validate", "configs/default.yaml" if __import__("os").path.exists("configs/default.yaml") else "rounds=2")
+    assert code == 0 and out.startswith("ok:")
