@@ -396,7 +396,9 @@ class _PriceMap:
         b = self.lo.copy()
         if np.any(self.on):
             u, _ = _solve_log_x(log_nu + self.offset, self.u_lo, self.u_hi, self.f_lo, self.f_hi)
-            b[self.on] = np.clip(self.a_on * np.exp(-u), self.lo_on, self.hi_on)
+            b_on = np.clip(self.a_on * np.exp(-u), self.lo_on, self.hi_on)
+            b_on = np.where(u == self.u_hi, self.lo_on, np.where(u == self.u_lo, self.hi_on, b_on))
+            b[self.on] = b_on  # bracket ends exactly, not through exp(log(.))
         return b
 
 
@@ -412,8 +414,8 @@ class WaterfillResult:
     bandwidth_hz : numpy.ndarray, shape (K,)
         :math:`b_k` in Hz (equal to ``b_min_hz`` when infeasible).
     nu : float
-        Bandwidth price :math:`\nu` at the solution (``nan`` when no device has weight or the
-        instance is infeasible).
+        Bandwidth price :math:`\nu` at the solution (``nan`` when no root search ran; the price
+        of the unit-weight tie-break problem when ``spread_when_unweighted`` applied).
     iterations : int
         Evaluations of :math:`\sum_k b_k(\nu)` by the outer root search.
     converged : bool

@@ -25,7 +25,8 @@ Bound [R] (per-device average; a device that does not take part keeps an "idle" 
         + \underbrace{c_{\rm het}\,\delta_{k,m}}_{\text{heterogeneity}},
 
 with :math:`N_m(x)=\sum_j x_{j,m}(1-q_j)D_j` and, by default,
-:math:`g^0_k=\max_m\big[c_{\rm cap}r_m^{-a}+c_{\rm gen}\sqrt{\kappa r_m/D_0}+c_{\rm het}\delta_{k,m}\big]`
+:math:`g^0_k=\max_m\big[c_{\rm cap}r_m^{-a}+c_{\rm gen}\sqrt{\kappa r_m/D_0}
++c_{\rm het}\delta_{k,m}\big]`
 (the gap of the worst module trained on no data), so that taking part never raises the bound.
 The formula accepts a relaxed :math:`x\in[0,1]^{K\times M}`.
 """
@@ -153,7 +154,8 @@ def risk_gap_bound(
     -----
     .. math::
         \mathcal G(x) = \frac1K\sum_k\Big[\sum_m x_{k,m}
-        \Big(c_{\rm cap}r_m^{-a} + c_{\rm het}\delta_{k,m}\Big) + \Big(1-\sum_m x_{k,m}\Big)g^0_k\Big]
+        \Big(c_{\rm cap}r_m^{-a} + c_{\rm het}\delta_{k,m}\Big)
+        + \Big(1-\sum_m x_{k,m}\Big)g^0_k\Big]
         + \frac1K\sum_m n_m\,c_{\rm gen}\sqrt{\frac{\kappa r_m}{D_0+N_m}},\quad
         n_m=\sum_k x_{k,m}
 

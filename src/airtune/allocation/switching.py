@@ -16,7 +16,8 @@ coupling constraint :math:`\ell` (one total constraint, or one per module):
     \sum_k\sum_{m\in\ell}a_{k,m}x_{k,m}\le C_\ell .
 
 Relaxing the coupling with :math:`\mu\ge0` gives the min–max form
-:math:`\max_{\mu\ge0}\min_{x}L(x,\mu)`, :math:`L=\sum c_{k,m}x_{k,m}+\sum_\ell\mu_\ell(\sum a x-C_\ell)`.
+:math:`\max_{\mu\ge0}\min_{x}L(x,\mu)`,
+:math:`L=\sum c_{k,m}x_{k,m}+\sum_\ell\mu_\ell(\sum a x-C_\ell)`.
 For fixed :math:`\mu` the inner LP over each device's simplex is solved at a vertex:
 
 .. math::
@@ -229,7 +230,8 @@ def step_participation_queues(
     Source: papers.md §3.5 [R] (long-term constraint as a virtual queue, [neely2010lyapunov]).
     """
     part = np.asarray(x, dtype=float).sum(axis=1)
-    return np.maximum(np.asarray(backlog, dtype=float) + np.asarray(min_rate, dtype=float) - part, 0.0)
+    h = np.asarray(backlog, dtype=float) + np.asarray(min_rate, dtype=float) - part
+    return np.maximum(h, 0.0)
 
 
 def _setup(cost, resource, capacity, eligible):
@@ -246,7 +248,9 @@ def _setup(cost, resource, capacity, eligible):
     elif cap.shape == (m_mod,):
         group = np.arange(m_mod)
     else:
-        raise ValueError(f"capacity must be a scalar or have shape (M,)=({m_mod},), got {cap.shape}")
+        raise ValueError(
+            f"capacity must be a scalar or have shape (M,)=({m_mod},), got {cap.shape}"
+        )
     elig = np.ones((k_dev, m_mod), bool) if eligible is None else np.broadcast_to(
         np.asarray(eligible, dtype=bool), (k_dev, m_mod)
     )
@@ -447,14 +451,19 @@ def switch_dual_ascent(
         step0 = price / max(float(np.max(np.abs(viol0))), 1e-300)
     best_module, best_primal, best_dual = -np.ones(k_dev, dtype=int), 0.0, -np.inf
     x_bar = np.zeros((k_dev, m_mod))
+    seen: set[bytes] = set()
     converged, message, it = False, f"reached max_iter={max_iter}", 0
     for it in range(1, int(max_iter) + 1):
         module, vals = _best_response(masked, res, mu, group)
         usage = _usage(module, res, group, cap.size)
         best_dual = max(best_dual, float(np.sum(vals) - mu @ cap))
         x_bar += (assignment_from_modules(module, m_mod) - x_bar) / it
-        candidates = [module, modules_from_assignment(x_bar >= 0.5)]  # vertex + rounded average
+        candidates = (module, modules_from_assignment(x_bar >= 0.5))  # vertex + rounded average
         for cand in candidates:
+            key = cand.tobytes()
+            if key in seen:  # iterates repeat as mu oscillates: repair each point once
+                continue
+            seen.add(key)
             cand = _fill(_drop(cand, masked, res, cap, group), masked, res, cap, group)
             val = _objective(cand, masked)
             if val < best_primal:

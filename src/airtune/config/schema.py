@@ -48,6 +48,7 @@ class DataConfig(_Section):
     partition: Literal["iid", "dirichlet", "shards"] = F("dirichlet", "how training examples are split across devices")
     dirichlet_alpha: float = F(0.5, "Dirichlet concentration of label skew; smaller is more non-IID", gt=0)
     min_partition_size: int = F(10, "minimum examples per device; the Dirichlet split is redrawn until met", ge=0)
+    self_balancing: bool = F(False, "Dirichlet: a device already holding N/K examples gets no share of later classes (flwr-datasets)")
     shards_per_device: int = F(2, "label-sorted shards given to each device when partition=shards", ge=1)
     train_subset: int | None = Field(
         None, ge=1, examples=[2000], description="seeded cap on the training pool size; null: all examples"

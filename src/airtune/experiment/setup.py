@@ -61,6 +61,7 @@ def build_data(cfg: Config, tokenizer, spec: ModelSpec):
 
 def build_partitions(cfg: Config, labels: np.ndarray, num_classes: int):
     params = dict(alpha=cfg.data.dirichlet_alpha, min_partition_size=cfg.data.min_partition_size,
+                  self_balancing=cfg.data.self_balancing,
                   shards_per_device=cfg.data.shards_per_device)
     parts = PARTITIONERS.get(cfg.data.partition)(labels, cfg.num_devices, rng(cfg.seed, "partition"), **params)
     counts = label_counts(parts, labels, num_classes)

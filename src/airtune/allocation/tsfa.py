@@ -1,0 +1,764 @@
+r"""TSFA: offline rank choice and online sparsification + bandwidth control of SOFT [kim2025soft].
+
+Two stages (papers.md §2.6; structure [S], every formula [R] -- a reconstruction, not the
+paper's equations):
+
+* **Stage 1, offline** (:func:`choose_rank`): pick the structural LoRA rank :math:`r` from a
+  candidate grid by minimising a configurable convergence-bound surrogate under expected
+  channel statistics and a latency budget :math:`\bar T`.
+* **Stage 2, online, every round** (:func:`solve_tsfa_round`): Lyapunov drift-plus-penalty
+  [neely2010lyapunov] over the kept components :math:`m_k` (sparsification ratio
+  :math:`\rho_k = 1 - m_k/r`) and the FDMA bandwidths :math:`b_k`,
+
+  .. math::
+      \min_{m_k \in \{1..r\},\ b_k \ge 0}\ V \sum_k p_k^2\,\varepsilon_k(m_k) + Z(t)\,T(t)
+      \quad\text{s.t.}\quad \sum_k b_k \le B,\qquad
+      T(t) = \max_k \Big(\tau_k + \frac{S_k(m_k)}{r_k(b_k)}\Big),
+
+  with :math:`r_k(b) = b\log_2(1 + p_k h_k / (N_0 b))` and the virtual queue of the long-term
+  constraint :math:`\frac1T\sum_t T(t) \le \bar T` advanced by :func:`step_latency_queue`:
+  :math:`Z(t+1) = \max\{Z(t) + T(t) - \bar T, 0\}`.
+
+Every device keeps at least one component (:math:`m_k \ge 1`): a device that trained sends
+something, and :math:`m_k = 0` would make the latency term independent of that device, a
+different (scheduling) problem. ``eps`` tables come from
+:func:`airtune.lora.ops.truncation_error_curve` (scaled by ``scale**2`` and summed over the
+adapted matrices), payload tables from :func:`airtune.lora.soft_payload.soft_payload_table`.
+
+The minimum bandwidth that carries a rate is the Lambert-W formula of papers.md §1.6
+(:func:`_min_bandwidth_hz`). It duplicates
+``airtune.allocation.bandwidth.min_bandwidth_for_rate``, written in parallel; TODO: replace
+it by that function once both have landed (de-duplication).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from airtune.allocation.result import Allocation
+from airtune.lora.soft_payload import IndexCoding, soft_payload_table
+from airtune.wireless.channel import shannon_rate_bps
+
+__all__ = [
+    "RankBoundCoeffs",
+    "RankChoice",
+    "TSFARound",
+    "choose_rank",
+    "min_max_latency",
+    "solve_tsfa_round",
+    "step_latency_queue",
+]
+
+_LN2 = math.log(2.0)
+_STEP = 1e-8  # relative step below T*(m) in the deadline descent (> the greedy slack)
+
+
+# --------------------------------------------------------------------------- bandwidth / latency
+def _min_bandwidth_hz(rate_bps: ArrayLike, snr_hz: ArrayLike) -> np.ndarray:
+    r"""Smallest bandwidth whose Shannon rate reaches ``rate_bps`` (Lambert W, papers.md §1.6).
+
+    With :math:`a = p h / N_0` (Hz) and :math:`c = R\ln 2 / a` (feasible iff :math:`c < 1`):
+
+    .. math::
+        b^{\min} = \frac{a}{y - 1},\qquad y = -\frac{W_{-1}(-c\,e^{-c})}{c}
+
+    :math:`y` is the root :math:`y > 1` of :math:`y\,e^{-cy} = e^{-c}`, i.e. :math:`x = y - 1`
+    solves :math:`\ln(1 + x) = c x`. This branch of :math:`W_{-1}` is evaluated in real
+    arithmetic by Newton on that equation from :math:`x_0 = 2\ln(1/c)/c`, an upper bound of
+    the root (:math:`1 - c^2 \ge 2c\ln(1/c)`); :math:`\ln(1+x) - cx` is concave, so the
+    iterates decrease monotonically to the root, in 6 steps to machine precision for
+    :math:`10^{-14} \le c \le 1 - 10^{-7}` (scipy's complex ``lambertw`` is about 10x slower
+    on large arrays and loses digits at the branch point :math:`c \to 1`). Returns 0 for a
+    zero rate and ``inf`` where the rate is unreachable (:math:`c \ge 1` or :math:`a = 0`).
+    Private duplicate of ``allocation.bandwidth.min_bandwidth_for_rate`` (module docstring).
+    """
+    rate = np.asarray(rate_bps, float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        c = rate * _LN2 / snr_hz
+        ok = (c > 0) & (c < 1.0)
+        c = np.where(ok, c, 0.5)
+        x = -2.0 * np.log(c) / c  # >= root
+        for _ in range(6):
+            x = x - (np.log1p(x) - c * x) / (1.0 / (1.0 + x) - c)
+        return np.where(ok, snr_hz / x, np.where(rate > 0, np.inf, 0.0))
+
+
+def min_max_latency(
+    payload_bits: ArrayLike,
+    compute_latency_s: ArrayLike,
+    snr_hz: ArrayLike,
+    total_bandwidth_hz: float,
+    rtol: float = 1e-12,
+    max_iter: int = 100,
+    lower_s: ArrayLike | None = None,
+    upper_s: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Smallest common deadline for fixed payloads, and the bandwidths that meet it.
+
+    Root of the convex decreasing function
+
+    .. math:: F(T) = \sum_k b^{\min}_k\!\Big(\frac{S_k}{T - \tau_k}\Big) - B
+
+    bracketed by :math:`T_{\rm lo} = \max_k(\tau_k + S_k\ln 2/a_k)` (infinite bandwidth) and
+    the latency of the equal split :math:`b_k = B/K`. Each iteration takes a Newton step from
+    the infeasible end (below the root, by convexity) and a chord step (above the root), with
+    bisection as the safeguard, until :math:`T_{\rm hi} - T_{\rm lo} \le` ``rtol``
+    :math:`T_{\rm hi}` or :math:`-` ``rtol`` :math:`B \le F(T_{\rm hi}) \le 0`. Returns the
+    feasible end, so :math:`\sum_k b_k \le B` holds as computed, and every device finishes
+    exactly at the deadline: leftover bandwidth goes to whoever needs it (min-max latency,
+    papers.md §2.6 [R]).
+
+    Parameters
+    ----------
+    payload_bits : array_like, shape (..., K)
+        Bits :math:`S_k` per device (>= 0).
+    compute_latency_s : array_like, broadcastable to (..., K)
+        :math:`\tau_k` in s.
+    snr_hz : array_like, broadcastable to (..., K)
+        :math:`a_k = p_k h_k / N_0` in Hz.
+    total_bandwidth_hz : float
+        :math:`B` in Hz.
+    rtol : float, default 1e-12
+    max_iter : int, default 100
+    lower_s, upper_s : array_like, shape (...), optional
+        Known bounds on :math:`T^\star` that tighten the bracket (an upper bound that turns
+        out infeasible is ignored).
+
+    Returns
+    -------
+    latency_s : numpy.ndarray, shape (...)
+        :math:`T^\star` (``inf`` where a device with :math:`S_k > 0` has :math:`a_k = 0`).
+    bandwidth_hz : numpy.ndarray, shape (..., K)
+        :math:`b_k^{\min}(T^\star)` (the equal split where :math:`T^\star` is ``inf``).
+    """
+    S, tau, a = np.broadcast_arrays(
+        np.asarray(payload_bits, float),
+        np.asarray(compute_latency_s, float),
+        np.asarray(snr_hz, float),
+    )
+    B = float(total_bandwidth_hz)
+    share = B / S.shape[-1]
+    pos = S > 0
+
+    def f_df(T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """F(T), F'(T) and the bandwidths (..., K), for T of shape (n, ...)."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            slack = T[..., None] - tau
+            rate = np.where(pos, np.where(slack > 0, S / slack, np.inf), 0.0)
+            b = _min_bandwidth_hz(rate, a)
+            x = a / b
+            drate_db = (np.log1p(x) - x / (1.0 + x)) / _LN2  # d r / d b at b
+            db_dT = np.where(pos & (b < np.inf), -rate / slack / drate_db, 0.0)
+        return b.sum(-1) - B, db_dT.sum(-1), b
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo = (tau + np.where(pos, S * _LN2 / a, 0.0)).max(-1)  # infinite bandwidth
+        hi = (tau + np.where(pos, S / (share * np.log2(1.0 + a / share)), 0.0)).max(-1)
+    bad = ~np.isfinite(hi)
+    lo, hi = np.where(bad, 0.0, lo), np.where(bad, 1.0, hi)
+    f_lo, df_lo = np.full(lo.shape, np.inf), np.full(lo.shape, np.nan)
+    f_hi, df_hi, b_hi = f_lo, df_lo, np.zeros(S.shape)
+
+    def classify(t, ft, dft, bt) -> None:  # noqa: ANN001
+        """Move the infeasible (F > 0) or the feasible (F <= 0) end of the bracket to t."""
+        nonlocal lo, f_lo, df_lo, hi, f_hi, df_hi, b_hi
+        move = (t > lo) & (t < hi)
+        up, dn = move & (ft > 0), move & (ft <= 0)
+        lo, f_lo, df_lo = np.where(up, t, lo), np.where(up, ft, f_lo), np.where(up, dft, df_lo)
+        hi, f_hi, df_hi = np.where(dn, t, hi), np.where(dn, ft, f_hi), np.where(dn, dft, df_hi)
+        b_hi = np.where(dn[..., None], bt, b_hi)
+
+    # first evaluation: the natural feasible end and two probes (the hints, or interior points)
+    mid = 0.5 * (lo + hi)
+    probe_lo = mid if lower_s is None else np.where(bad, 0.0, lower_s)
+    probe_up = lo + 0.75 * (hi - lo) if upper_s is None else np.where(bad, 1.0, upper_s)
+    pts = np.stack([hi, np.clip(probe_lo, lo, hi), np.clip(probe_up, lo, hi)])
+    f, df, b = f_df(pts)
+    f_hi, df_hi, b_hi = f[0], df[0], b[0]
+    classify(pts[2], f[2], df[2], b[2])
+    classify(pts[1], f[1], df[1], b[1])  # a feasible lower bound is the root: F ~ 0 stops
+    for _ in range(max_iter):
+        if np.all((hi - lo <= rtol * hi) | (f_hi >= -rtol * B)):
+            break
+        mid = 0.5 * (lo + hi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # tangents of a convex decreasing F cross zero below the root, the chord above it
+            below = np.fmax(lo - f_lo / df_lo, hi - f_hi / df_hi)
+            chord = lo + f_lo * (hi - lo) / (f_lo - f_hi)
+        chord = np.maximum(chord, lo + 1e-3 * (hi - lo))  # no stall when f_lo ~ 0
+        cand = np.stack(
+            [
+                np.where((below > lo) & (below < hi), below, mid),
+                np.where((chord > lo) & (chord < hi), chord, mid),
+            ]
+        )
+        f, df, b = f_df(cand)
+        classify(cand[0], f[0], df[0], b[0])
+        classify(cand[1], f[1], df[1], b[1])
+    return np.where(bad, np.inf, hi), np.where(bad[..., None], share, b_hi)
+
+
+# --------------------------------------------------------------------------- stage 2
+@dataclass(frozen=True, eq=False)
+class TSFARound:
+    r"""Result of one online TSFA round (scipy ``OptimizeResult`` style, non-convergence is data).
+
+    Attributes
+    ----------
+    m : numpy.ndarray of int64, shape (K,)
+        Kept rank components :math:`m_k \in \{1..r\}`.
+    bandwidth_hz : numpy.ndarray, shape (K,)
+        Uplink bandwidth :math:`b_k` in Hz, :math:`\sum_k b_k \le B`.
+    deadline_s : float
+        The search deadline :math:`\tau` at which ``m`` was chosen (never below
+        ``latency_s``; larger when leftover bandwidth let the devices finish earlier).
+    objective : float
+        :math:`V\,\text{error\_term} + Z\,\text{latency\_s}`.
+    error_term : float
+        :math:`\sum_k p_k^2 \varepsilon_k(m_k)` (without :math:`V`).
+    latency_s : float
+        Round latency :math:`T(t) = \max_k T_k` with the returned bandwidths.
+    iterations : int
+        Zoom levels of the deadline search.
+    converged : bool
+        The deadline bracket shrank below ``xtol``, or the greedy levels were constant around
+        the best deadline (``message`` says which).
+    feasible : bool
+        False when some device cannot transmit at all (zero gain or power).
+    message : str
+    device_latency_s : numpy.ndarray, shape (K,)
+        :math:`T_k = \tau_k + S_k(m_k) / r_k(b_k)` in s.
+    rank : int
+        Structural rank :math:`r`.
+    """
+
+    m: np.ndarray
+    bandwidth_hz: np.ndarray
+    deadline_s: float
+    objective: float
+    error_term: float
+    latency_s: float
+    iterations: int
+    converged: bool
+    feasible: bool
+    message: str
+    device_latency_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    rank: int = 0
+
+    def __post_init__(self) -> None:
+        for name, dtype in (("m", np.int64), ("bandwidth_hz", float), ("device_latency_s", float)):
+            arr = np.array(getattr(self, name), dtype=dtype)
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+
+    @property
+    def sparsification_ratio(self) -> np.ndarray:
+        r""":math:`\rho_k = 1 - m_k / r`, shape (K,)."""
+        return 1.0 - self.m / self.rank
+
+    def to_allocation(self, power_w: ArrayLike) -> Allocation:
+        """All devices selected, with these bandwidths; ``m`` and the rest go to ``extra``."""
+        K = self.m.shape[0]
+        return Allocation(
+            selected=np.ones(K, bool),
+            bandwidth_hz=self.bandwidth_hz,
+            power_w=np.broadcast_to(np.asarray(power_w, float), (K,)).copy(),
+            objective=self.objective,
+            converged=self.converged,
+            iterations=self.iterations,
+            message=self.message,
+            extra={
+                "kept_components": self.m.copy(),
+                "sparsification_ratio": self.sparsification_ratio,
+                "latency_s": self.latency_s,
+                "error_term": self.error_term,
+                "deadline_s": self.deadline_s,
+                "feasible": self.feasible,
+            },
+        )
+
+
+def step_latency_queue(queue: float, latency_s: float, budget_s: float) -> float:
+    r"""Advance the virtual queue of the long-term latency constraint [neely2010lyapunov].
+
+    .. math:: Z(t+1) = \max\{Z(t) + T(t) - \bar T,\ 0\}
+
+    Source: papers.md §2.6 [R]. ``queue`` and the result are in seconds.
+    """
+    return max(float(queue) + float(latency_s) - float(budget_s), 0.0)
+
+
+def _as_k(x: ArrayLike, K: int, name: str, positive: bool = False) -> np.ndarray:
+    """Validate a per-device argument (scalar or shape (K,)) and return a float copy (K,)."""
+    arr = np.asarray(x, float)
+    if arr.ndim > 1 or arr.size not in (1, K):
+        raise ValueError(f"{name} must be a scalar or have shape ({K},); got shape {arr.shape}.")
+    arr = np.broadcast_to(arr.reshape(-1) if arr.ndim else arr, (K,)).astype(float)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0) or (positive and np.any(arr <= 0)):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be finite and {kind}, shape ({K},); got {arr!r}.")
+    return arr
+
+
+def _hull_segments(b: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Segments of the lower convex hull of the points (b_j, e_j), j = 0..r-1, walked from j = 0.
+
+    b (n, r) increasing (inf = unreachable), e (n, r). Returns the end level, bandwidth step
+    and efficiency (error reduction per Hz; -inf = no segment) of each segment, (n, r - 1).
+    Rows whose consecutive segments are already convex (the usual SOFT case) take a fast path.
+    """
+    n, r = b.shape
+    fin = np.isfinite(b[:, 1:])
+    gain = e[:, :-1] - e[:, 1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        db = b[:, 1:] - b[:, :-1]
+        good = fin & (gain > 0)
+        eff = np.where(good, gain / db, -np.inf)
+    seg_to = np.broadcast_to(np.arange(1, r), (n, r - 1)).copy()
+    seg_db = np.where(good, db, np.inf)
+    convex = np.all(good | ~fin, axis=1) & np.all(eff[:, 1:] <= eff[:, :-1], axis=1)
+    rows = np.flatnonzero(~convex)
+    if rows.size:  # general rows: from the current vertex, the steepest later point
+        bs, es = b[rows], e[rows]
+        lv = np.arange(r)
+        cur = np.zeros(rows.size, np.int64)
+        for s in range(r - 1):
+            b_cur = np.take_along_axis(bs, cur[:, None], 1)
+            g = np.take_along_axis(es, cur[:, None], 1) - es
+            d = np.maximum(bs - b_cur, 0.0)
+            valid = (lv > cur[:, None]) & np.isfinite(bs) & (g > 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ef = np.where(valid, np.where(d > 0, g / d, np.inf), -np.inf)
+            nxt = np.argmax(ef, 1)  # ties -> nearest level
+            best = np.take_along_axis(ef, nxt[:, None], 1)[:, 0]
+            has = best > -np.inf
+            seg_to[rows, s] = nxt
+            seg_db[rows, s] = np.where(has, np.take_along_axis(d, nxt[:, None], 1)[:, 0], np.inf)
+            eff[rows, s] = best
+            cur = np.where(has, nxt, cur)
+    return seg_to, seg_db, np.minimum.accumulate(eff, axis=1)  # hull order, robust to rounding
+
+
+def _greedy_levels(
+    tau: np.ndarray, S: np.ndarray, w_err: np.ndarray, comp: np.ndarray, a: np.ndarray, B: float
+) -> np.ndarray:
+    """Per deadline, the greedy multiple-choice-knapsack levels (0-based index of m - 1).
+
+    tau (G,), S (K, r) bits of m = 1..r, w_err (K, r), comp (K,), a (K,). Returns (G, K).
+    """
+    G = tau.shape[0]
+    K, r = S.shape
+    slack = tau[:, None] - comp  # (G, K)
+    rate = np.divide(
+        S[None], slack[..., None], out=np.full((G, K, r), np.inf), where=slack[..., None] > 0
+    )
+    b = _min_bandwidth_hz(rate, a[None, :, None])  # (G, K, r), inf where unreachable
+    budget = B - b[..., 0].sum(-1)  # (G,) left after m = 1 everywhere
+    if r == 1:
+        return np.zeros((G, K), np.int64)
+    e = np.broadcast_to(w_err, (G, K, r)).reshape(G * K, r)
+    seg_to, seg_db, seg_eff = _hull_segments(b.reshape(G * K, r), e)
+    eff_flat = seg_eff.reshape(G, -1)  # (G, K (r - 1)), device-major, hull order inside
+    db_flat = np.where(eff_flat > -np.inf, seg_db.reshape(G, -1), np.inf)
+    order = np.argsort(-eff_flat, axis=-1, kind="stable")  # best error-per-Hz first
+    cum = np.cumsum(np.take_along_axis(db_flat, order, -1), axis=-1)
+    # a prefix (every db > 0); the 1e-9 B slack absorbs rounding of the cumulative sum, and
+    # the exact min-max latency is re-solved for the levels found anyway
+    take_sorted = cum <= budget[:, None] + 1e-9 * B
+    taken = np.zeros_like(take_sorted)
+    np.put_along_axis(taken, order, take_sorted, -1)
+    level = np.where(taken.reshape(G, K, r - 1), seg_to.reshape(G, K, r - 1), 0).max(-1)
+    return np.where((budget >= -1e-9 * B)[:, None], level, 0)
+
+
+def solve_tsfa_round(
+    error_curve: ArrayLike,
+    payload_bits: ArrayLike,
+    compute_latency_s: ArrayLike,
+    weights: ArrayLike,
+    channel_gain: ArrayLike,
+    power_w: ArrayLike,
+    noise_psd_w_per_hz: float,
+    total_bandwidth_hz: float,
+    latency_queue_s: float,
+    v: float,
+    *,
+    n_grid: int = 33,
+    max_rounds: int = 64,
+    descent_cells: int | None = 1,
+    rtol: float = 1e-12,
+) -> TSFARound:
+    r"""Online stage of TSFA: kept components and bandwidths of one round [kim2025soft] [R].
+
+    .. math::
+        \min_{m_k \in \{1..r\},\ \sum_k b_k \le B}\
+        V\sum_k p_k^2\,\varepsilon_k(m_k) + Z\max_k\Big(\tau_k + \frac{S_k(m_k)}{r_k(b_k)}\Big)
+
+    Algorithm (papers.md §2.6 [R]), vectorised over devices and candidate deadlines:
+
+    1. :math:`T_{\rm lo} = T^\star(\mathbf 1)`, :math:`T_{\rm hi} = T^\star(r\mathbf 1)`, where
+       :math:`T^\star(\mathbf m)` is the min-max latency of :func:`min_max_latency`; no
+       optimum lies outside :math:`[T_{\rm lo}, T_{\rm hi}]`.
+    2. For each deadline :math:`\tau` of a grid of ``n_grid`` points: device :math:`k` needs
+       :math:`b_k^{\min}(m, \tau)` (Lambert W) to send :math:`S_k(m)` by :math:`\tau`.
+       Start from :math:`m_k = 1` and raise levels along each device's lower convex hull of
+       :math:`(b^{\min}_k(m,\tau), p_k^2\varepsilon_k(m))`, best error reduction per Hz
+       first, while :math:`\sum_k b_k \le B` (the greedy of the multiple-choice knapsack).
+       This is the same point as the greedy repair "start from the largest :math:`m_k`, lower
+       :math:`m` of the device with the largest bandwidth saving per unit error increase
+       until the budget holds", run from the other end.
+    3. For every distinct :math:`\mathbf m` found, re-solve the bandwidth exactly:
+       leftover bandwidth is *not* kept but redistributed so that all devices finish
+       together at :math:`T^\star(\mathbf m) \le \tau`; evaluate
+       :math:`V\sum_kp_k^2\varepsilon_k + Z\,T^\star(\mathbf m)`; keep the best (ties: lower
+       latency).
+    4. Zoom: a new grid on the two cells around the best deadline; stop when the bracket
+       is below ``xtol`` :math:`T_{\rm hi}` (``converged``) or after ``max_levels`` levels.
+
+    Exactness: the deadline search is exact up to ``xtol`` within the bracket it zooms into;
+    the greedy of step 2 is the LP-relaxation greedy, so for a fixed :math:`\tau` its error
+    term exceeds the best by at most one hull segment,
+    :math:`\max_k p_k^2(\varepsilon_k(m)-\varepsilon_k(m'))`. Against brute force
+    (``tests/allocation/test_tsfa.py``) the objective is exact (1e-6) in most tiny instances
+    and within that bound otherwise.
+
+    Parameters
+    ----------
+    error_curve : array_like, shape (K, r + 1)
+        :math:`\varepsilon_k(m)` for :math:`m = 0..r` (column 0 is unused since
+        :math:`m \ge 1`); non-negative, normally non-increasing in :math:`m`.
+    payload_bits : array_like, shape (K, r + 1) or (r + 1,)
+        :math:`S_k(m)` in bits, strictly increasing in :math:`m \ge 1`.
+    compute_latency_s : array_like, shape (K,)
+        :math:`\tau_k` in s (local compute, and downlink if counted).
+    weights : array_like, shape (K,)
+        Aggregation weights :math:`p_k` (normally :math:`D_k/\sum_j D_j`).
+    channel_gain : array_like, shape (K,)
+        Power gains :math:`h_k` (path gain x fading).
+    power_w : float or array_like, shape (K,)
+        Transmit power :math:`p_k` in W.
+    noise_psd_w_per_hz : float
+        :math:`N_0` in W/Hz.
+    total_bandwidth_hz : float
+        :math:`B` in Hz.
+    latency_queue_s : float
+        Virtual queue :math:`Z(t) \ge 0` in s.
+    v : float
+        Lyapunov trade-off :math:`V \ge 0`.
+    n_grid : int, default 33
+        Deadlines per zoom level (odd, >= 3).
+    max_levels : int, default 12
+    xtol : float, default 1e-9
+        Relative width of the final deadline bracket.
+    rtol : float, default 1e-12
+        Relative tolerance of each min-max latency bisection.
+
+    Returns
+    -------
+    TSFARound
+    """
+    eps = np.asarray(error_curve, float)
+    if eps.ndim != 2 or eps.shape[1] < 2 or not np.all(np.isfinite(eps)) or np.any(eps < 0):
+        raise ValueError(
+            "error_curve must be a finite non-negative (K, r + 1) table with r >= 1 (entry m "
+            f"is the error of keeping m components); got shape {eps.shape}."
+        )
+    K, r = eps.shape[0], eps.shape[1] - 1
+    S_all = np.broadcast_to(np.asarray(payload_bits, float), (K, r + 1))
+    S = S_all[:, 1:]  # (K, r) bits of m = 1..r
+    if not np.all(np.isfinite(S)) or np.any(S <= 0) or np.any(np.diff(S, axis=1) <= 0):
+        raise ValueError(
+            "payload_bits must be positive and strictly increasing in m for m = 1..r, shape "
+            f"(K, r + 1) or (r + 1,); got {np.asarray(payload_bits)!r}."
+        )
+    comp = _as_k(compute_latency_s, K, "compute_latency_s")
+    p = _as_k(weights, K, "weights")
+    gain = _as_k(channel_gain, K, "channel_gain")
+    power = _as_k(power_w, K, "power_w")
+    N0, B = float(noise_psd_w_per_hz), float(total_bandwidth_hz)
+    Z, V = float(latency_queue_s), float(v)
+    if not (N0 > 0 and B > 0 and Z >= 0 and V >= 0) or not np.isfinite([N0, B, Z, V]).all():
+        raise ValueError(
+            f"need noise_psd_w_per_hz > 0, total_bandwidth_hz > 0, latency_queue_s >= 0, "
+            f"v >= 0 (all finite); got {N0}, {B}, {Z}, {V}."
+        )
+    if n_grid < 2 or max_rounds < 1:
+        raise ValueError(f"need n_grid >= 2 and max_rounds >= 1; got {n_grid}, {max_rounds}.")
+    a = power * gain / N0  # (K,) Hz
+    w_err = (p**2)[:, None] * eps[:, 1:]  # (K, r)
+    idx = np.arange(K)
+
+    def evaluate(levels: np.ndarray, taus: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Objective, T*(m), error term and bandwidths per row of levels (G, K), deduplicated."""
+        uniq, inv = np.unique(levels, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        found_at = np.full(len(uniq), np.inf)
+        np.minimum.at(found_at, inv, taus)  # each m is feasible (up to rounding) there
+        T, bw = min_max_latency(
+            S[idx, uniq], comp, a, B, rtol=rtol, lower_s=t_lo, upper_s=np.minimum(found_at, t_hi)
+        )
+        e_term = (p**2 * eps[idx, uniq + 1]).sum(-1)
+        return (V * e_term + Z * T)[inv], T[inv], e_term[inv], bw[inv]
+
+    if np.any(a <= 0):
+        bw = np.full(K, B / K)
+        m = np.ones(K, np.int64)
+        rate = shannon_rate_bps(bw, power, gain, N0)
+        lat = comp + np.divide(S[:, 0], rate, out=np.full(K, np.inf), where=rate > 0)
+        return TSFARound(
+            m, bw, math.inf, math.inf, float((p**2 * eps[:, 1]).sum()), math.inf, 0, False,
+            False, f"devices {np.flatnonzero(a <= 0).tolist()} have zero power or gain: "
+            "they cannot transmit, so no deadline is feasible", lat, r,
+        )
+    ends, _ = min_max_latency(np.stack([S[:, 0], S[:, -1]]), comp, a, B, rtol=rtol)
+    t_lo, t_hi = float(ends[0]), float(ends[1])  # T*(1), T*(r): the optimum lies in between
+    # best: objective, T*(m), error term, levels m - 1, deadline, bandwidths
+    best = (math.inf, math.inf, math.inf, np.zeros(K, np.int64), t_lo, np.full(K, B / K))
+
+    def search(taus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy levels at the deadlines, evaluated; updates ``best``; returns levels, T*."""
+        nonlocal best
+        lev = _greedy_levels(taus, S, w_err, comp, a, B)
+        obj, T, e_term, bws = evaluate(lev, taus)
+        i = int(np.lexsort((T, obj))[0])
+        if (obj[i], T[i]) < best[:2]:
+            best = (float(obj[i]), float(T[i]), float(e_term[i]), lev[i], float(taus[i]), bws[i])
+        return lev, T, obj
+
+    taus = np.linspace(t_lo, t_hi, n_grid)
+    floor = np.concatenate([[t_lo], taus[:-1]])  # chain g descends through (taus[g-1], taus[g]]
+    cur_lev, cur_T, _ = search(taus)
+    active = cur_T * (1 - _STEP) > floor
+    if descent_cells is not None:  # only the cells around the latency of the best m so far
+        jb = int(np.searchsorted(taus, best[1]))
+        g = np.arange(n_grid)
+        active &= (g > jb - descent_cells) & (g <= jb + descent_cells)
+    rounds = 1
+    while active.any() and rounds < max_rounds:
+        ids = np.flatnonzero(active)
+        lev, T, _ = search(cur_T[ids] * (1 - _STEP))  # just left of each step: m is infeasible
+        stuck = np.all(lev == cur_lev[ids], axis=1)
+        cur_lev[ids], cur_T[ids] = lev, T
+        active[ids[stuck]] = False
+        active &= cur_T * (1 - _STEP) > floor
+        rounds += 1
+    converged = not active.any()
+    msg = (
+        f"all greedy steps between {n_grid} deadlines visited" if converged
+        else f"stopped after max_rounds={max_rounds} descent rounds ({int(active.sum())} "
+        "deadline cells not fully explored)"
+    )
+    _, _, err_b, lev_b, tau_b, bw = best
+    rate = shannon_rate_bps(bw, power, gain, N0)
+    dev_lat = comp + np.divide(S[idx, lev_b], rate, out=np.full(K, np.inf), where=rate > 0)
+    latency = float(dev_lat.max())  # = T*(m) up to rounding
+    return TSFARound(
+        m=lev_b + 1, bandwidth_hz=bw, deadline_s=max(tau_b, latency),
+        objective=V * err_b + Z * latency, error_term=err_b, latency_s=latency,
+        iterations=rounds, converged=converged, feasible=True, message=msg,
+        device_latency_s=dev_lat, rank=r,
+    )
+
+
+# --------------------------------------------------------------------------- stage 1
+@dataclass(frozen=True)
+class RankBoundCoeffs:
+    r"""Coefficients of the offline rank criterion of :func:`choose_rank` [R].
+
+    Attributes
+    ----------
+    rank_coeff : float, default 1.0
+        :math:`c_r`: weight of the structural-rank term (:math:`1/r`, or the tail energy).
+    sparsification_coeff : float, default 1.0
+        :math:`c_\rho`: weight of the expected sparsification ratio forced by the budget.
+    latency_coeff : float, default 0.0
+        :math:`c_T`: weight of the expected round latency relative to :math:`\bar T`.
+    require_full_rank : bool, default False
+        Feasible only if all :math:`r` components fit the budget on average (otherwise: if at
+        least one does, the online stage sparsifying the rest).
+    """
+
+    rank_coeff: float = 1.0
+    sparsification_coeff: float = 1.0
+    latency_coeff: float = 0.0
+    require_full_rank: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class RankChoice:
+    r"""Result of the offline stage: the rank and the table it was chosen from.
+
+    All arrays have shape (R,), one entry per candidate rank (ascending).
+
+    Attributes
+    ----------
+    rank : int
+        Chosen structural rank (the smallest candidate when none is feasible).
+    candidate_ranks : numpy.ndarray of int64
+    expected_latency_s : numpy.ndarray
+        :math:`\mathbb E[T \mid m = r]`: round latency when all components are sent.
+    kept_components : numpy.ndarray of int64
+        :math:`\bar m(r)`: most components whose expected latency meets :math:`\bar T` (0 if
+        none).
+    kept_latency_s : numpy.ndarray
+        :math:`\mathbb E[T \mid \bar m(r)]` (of :math:`m = 1` when :math:`\bar m = 0`).
+    rank_term, sparsification_term, latency_term, bound : numpy.ndarray
+        The three terms of the criterion and their sum.
+    feasible : numpy.ndarray of bool
+    message : str
+    """
+
+    rank: int
+    candidate_ranks: np.ndarray
+    expected_latency_s: np.ndarray
+    kept_components: np.ndarray
+    kept_latency_s: np.ndarray
+    rank_term: np.ndarray
+    sparsification_term: np.ndarray
+    latency_term: np.ndarray
+    bound: np.ndarray
+    feasible: np.ndarray
+    message: str
+
+    @property
+    def any_feasible(self) -> bool:
+        """Whether some candidate meets the latency budget."""
+        return bool(self.feasible.any())
+
+    def table(self) -> list[dict[str, float | int | bool]]:
+        """One row per candidate rank (for logs and reports)."""
+        cols = (
+            "candidate_ranks", "expected_latency_s", "kept_components", "kept_latency_s",
+            "rank_term", "sparsification_term", "latency_term", "bound", "feasible",
+        )
+        return [
+            {c: getattr(self, c)[i].item() for c in cols} for i in range(len(self.candidate_ranks))
+        ]
+
+
+def choose_rank(
+    candidate_ranks: Sequence[int],
+    expected_channel_gain: ArrayLike,
+    power_w: ArrayLike,
+    noise_psd_w_per_hz: float,
+    total_bandwidth_hz: float,
+    compute_latency_s: ArrayLike,
+    in_out_dims: Iterable[Sequence[int]],
+    latency_budget_s: float,
+    bound_coeffs: RankBoundCoeffs = RankBoundCoeffs(),
+    *,
+    bits_per_value: int = 32,
+    index_coding: IndexCoding = "mask",
+    tail_energy: ArrayLike | None = None,
+    rtol: float = 1e-9,
+) -> RankChoice:
+    r"""Offline stage of TSFA: the structural LoRA rank [kim2025soft] [R].
+
+    Exhaustive search over the candidate grid (papers.md §2.6 stage 1) of the surrogate
+
+    .. math::
+        \mathcal B(r) = c_r\,g(r) + c_\rho\Big(1 - \frac{\bar m(r)}{r}\Big)
+                      + c_T\,\frac{\mathbb E[T \mid \bar m(r)]}{\bar T},\qquad
+        \bar m(r) = \max\{m \le r : \mathbb E[T \mid m] \le \bar T\}
+
+    where :math:`g(r) = 1/r` or, when ``tail_energy`` is given, the energy
+    :math:`\sum_{i>r}\sigma_i^{\star 2}` of the ideal update beyond rank :math:`r`
+    (the rank term of §2.7, decreasing in :math:`r`); the second term is the sparsification
+    the latency budget forces on average (flat-spectrum proxy of the SOFT error, increasing in
+    :math:`r` once :math:`r > \bar m`); :math:`\mathbb E[T \mid m]` is the min-max round
+    latency (:func:`min_max_latency`) of sending :math:`m` components from every device,
+    averaged over the channel samples (certainty-equivalent when one gain vector is given).
+    Ties go to the smaller rank. The paper's bound and its constants are unknown
+    (papers.md §2.7): every coefficient is configuration.
+
+    Parameters
+    ----------
+    candidate_ranks : sequence of int
+        E.g. ``(2, 4, 8, 16, 32)``.
+    expected_channel_gain : array_like, shape (K,) or (N, K)
+        Mean power gains, or N channel samples (Monte Carlo expectation).
+    power_w : float or array_like, shape (K,)
+    noise_psd_w_per_hz : float
+    total_bandwidth_hz : float
+    compute_latency_s : float or array_like, shape (K,)
+    in_out_dims : iterable of (d_in, d_out)
+        Adapted matrices (payload via :func:`airtune.lora.soft_payload.soft_payload_table`).
+    latency_budget_s : float
+        :math:`\bar T` in s.
+    bound_coeffs : RankBoundCoeffs
+    bits_per_value : int, default 32
+    index_coding : {"mask", "combinatorial", "none"}, default "mask"
+    tail_energy : array_like, shape (R,), optional
+        :math:`\sum_{i>r}\sigma_i^{\star2}` for each candidate (same order as given).
+    rtol : float, default 1e-9
+        Tolerance of the latency solves.
+
+    Returns
+    -------
+    RankChoice
+    """
+    ranks = np.asarray(candidate_ranks)
+    if ranks.ndim != 1 or ranks.size == 0 or np.any(ranks < 1) or np.any(ranks != np.round(ranks)):
+        raise ValueError(f"candidate_ranks must be positive integers; got {candidate_ranks!r}.")
+    order = np.argsort(ranks, kind="stable")
+    ranks = ranks[order].astype(np.int64)
+    if np.any(np.diff(ranks) == 0):
+        raise ValueError(f"candidate_ranks must be distinct; got {candidate_ranks!r}.")
+    g = np.atleast_2d(np.asarray(expected_channel_gain, float))  # (N, K)
+    K = g.shape[1]
+    if not np.all(np.isfinite(g)) or np.any(g < 0):
+        raise ValueError("expected_channel_gain must be finite and non-negative, (K,) or (N, K).")
+    T_bar = float(latency_budget_s)
+    if not T_bar > 0:
+        raise ValueError(f"latency_budget_s must be positive; got {latency_budget_s}.")
+    if tail_energy is not None:
+        tail = np.asarray(tail_energy, float)
+        if tail.shape != ranks.shape:
+            raise ValueError(f"tail_energy needs one value per candidate rank ({ranks.size}).")
+        tail = tail[order]
+    dims = list(in_out_dims)
+    a = _as_k(power_w, K, "power_w") * g / float(noise_psd_w_per_hz)  # (N, K)
+    comp = _as_k(compute_latency_s, K, "compute_latency_s")
+    # every (rank, m) pair in one batch: payload rows (P, 1, K) against channel samples (N, K)
+    tables = [soft_payload_table(int(r), dims, bits_per_value, index_coding)[1:] for r in ranks]
+    rows = np.concatenate(tables).astype(float)  # (P,)
+    T, _ = min_max_latency(
+        np.broadcast_to(rows[:, None, None], (rows.size, g.shape[0], K)), comp, a,
+        total_bandwidth_hz, rtol=rtol,
+    )
+    lat = T.mean(axis=1)  # (P,) expected latency of each (rank, m)
+    splits = np.cumsum([t.size for t in tables])[:-1]
+    full, kept, kept_lat = [], [], []
+    for r, lat_r in zip(ranks, np.split(lat, splits)):  # loop over candidate ranks, not devices
+        fits = np.flatnonzero(lat_r <= T_bar)
+        m_bar = int(fits[-1]) + 1 if fits.size else 0
+        full.append(lat_r[-1])
+        kept.append(m_bar)
+        kept_lat.append(lat_r[max(m_bar, 1) - 1])
+    full_a, kept_a, kept_lat_a = np.array(full), np.array(kept, np.int64), np.array(kept_lat)
+    c = bound_coeffs
+    rank_term = c.rank_coeff * (tail if tail_energy is not None else 1.0 / ranks)
+    sp_term = c.sparsification_coeff * (1.0 - kept_a / ranks)
+    lat_term = c.latency_coeff * kept_lat_a / T_bar
+    bound = rank_term + sp_term + lat_term
+    feasible = (full_a <= T_bar) if c.require_full_rank else (kept_a >= 1)
+    if feasible.any():
+        i = int(np.argmin(np.where(feasible, bound, np.inf)))
+        msg = f"rank {ranks[i]} minimises the bound among {int(feasible.sum())} feasible ranks"
+    else:
+        i = 0
+        msg = (
+            f"no candidate rank meets the latency budget {T_bar:g} s on average "
+            f"(one component takes {kept_lat_a[0]:.4g} s); returning the smallest"
+        )
+    return RankChoice(
+        rank=int(ranks[i]), candidate_ranks=ranks, expected_latency_s=full_a,
+        kept_components=kept_a, kept_latency_s=kept_lat_a, rank_term=rank_term,
+        sparsification_term=sp_term, latency_term=lat_term, bound=bound, feasible=feasible,
+        message=msg,
+    )
