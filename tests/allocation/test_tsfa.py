@@ -236,7 +236,7 @@ def test_lyapunov_queue_meets_the_long_term_latency_budget():
     Z, queue, latency, kept = 0.0, np.empty(rounds), np.empty(rounds), np.empty(rounds)
     for t in range(rounds):
         res = solve_tsfa_round(eps[t], S, comp, np.full(K, 1 / K), gains[t], P, N0, B, Z, 1.0,
-                               n_grid=5, max_levels=1, rtol=1e-9)
+                               n_grid=5, max_rounds=1, rtol=1e-9)
         Z = step_latency_queue(Z, res.latency_s, budget)
         queue[t], latency[t], kept[t] = Z, res.latency_s, res.m.mean()
     assert latency.mean() <= budget * (1 + 0.01)

@@ -105,10 +105,12 @@ def min_max_latency(
     .. math:: F(T) = \sum_k b^{\min}_k\!\Big(\frac{S_k}{T - \tau_k}\Big) - B
 
     bracketed by :math:`T_{\rm lo} = \max_k(\tau_k + S_k\ln 2/a_k)` (infinite bandwidth) and
-    the latency of the equal split :math:`b_k = B/K`. Each iteration takes a Newton step from
-    the infeasible end (below the root, by convexity) and a chord step (above the root), with
-    bisection as the safeguard, until :math:`T_{\rm hi} - T_{\rm lo} \le` ``rtol``
-    :math:`T_{\rm hi}` or :math:`-` ``rtol`` :math:`B \le F(T_{\rm hi}) \le 0`. Returns the
+    the latency of the equal split :math:`b_k = B/K`. Each iteration evaluates two points: the
+    larger Newton step from either end (a tangent of a convex decreasing :math:`F` crosses zero
+    below the root) and the chord (above the root), with bisection as the safeguard; each
+    point replaces the end of its sign. Stops when :math:`T_{\rm hi} - T_{\rm lo} \le`
+    ``rtol`` :math:`T_{\rm hi}` or :math:`-` ``rtol`` :math:`B \le F(T_{\rm hi}) \le 0`
+    (about 5 evaluations at ``rtol = 1e-12``). Returns the
     feasible end, so :math:`\sum_k b_k \le B` holds as computed, and every device finishes
     exactly at the deadline: leftover bandwidth goes to whoever needs it (min-max latency,
     papers.md §2.6 [R]).
@@ -126,8 +128,8 @@ def min_max_latency(
     rtol : float, default 1e-12
     max_iter : int, default 100
     lower_s, upper_s : array_like, shape (...), optional
-        Known bounds on :math:`T^\star` that tighten the bracket (an upper bound that turns
-        out infeasible is ignored).
+        Guesses of :math:`T^\star` from below and above (e.g. known bounds), evaluated first
+        instead of interior points; wrong guesses cost iterations, not accuracy.
 
     Returns
     -------
@@ -162,9 +164,8 @@ def min_max_latency(
     bad = ~np.isfinite(hi)
     lo, hi = np.where(bad, 0.0, lo), np.where(bad, 1.0, hi)
     f_lo, df_lo = np.full(lo.shape, np.inf), np.full(lo.shape, np.nan)
-    f_hi, df_hi, b_hi = f_lo, df_lo, np.zeros(S.shape)
 
-    def classify(t, ft, dft, bt) -> None:  # noqa: ANN001
+    def classify(t: np.ndarray, ft: np.ndarray, dft: np.ndarray, bt: np.ndarray) -> None:
         """Move the infeasible (F > 0) or the feasible (F <= 0) end of the bracket to t."""
         nonlocal lo, f_lo, df_lo, hi, f_hi, df_hi, b_hi
         move = (t > lo) & (t < hi)
@@ -183,7 +184,7 @@ def min_max_latency(
     classify(pts[2], f[2], df[2], b[2])
     classify(pts[1], f[1], df[1], b[1])  # a feasible lower bound is the root: F ~ 0 stops
     for _ in range(max_iter):
-        if np.all((hi - lo <= rtol * hi) | (f_hi >= -rtol * B)):
+        if np.all((hi - lo <= rtol * hi) | (f_hi >= -rtol * B) | bad):
             break
         mid = 0.5 * (lo + hi)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -224,10 +225,9 @@ class TSFARound:
     latency_s : float
         Round latency :math:`T(t) = \max_k T_k` with the returned bandwidths.
     iterations : int
-        Zoom levels of the deadline search.
+        Greedy rounds of the deadline search (the grid, then the descent rounds).
     converged : bool
-        The deadline bracket shrank below ``xtol``, or the greedy levels were constant around
-        the best deadline (``message`` says which).
+        Every deadline cell was searched to its end (see :func:`solve_tsfa_round`).
     feasible : bool
         False when some device cannot transmit at all (zero gain or power).
     message : str
@@ -389,8 +389,8 @@ def solve_tsfa_round(
     v: float,
     *,
     n_grid: int = 33,
-    max_rounds: int = 64,
-    descent_cells: int | None = 1,
+    max_rounds: int = 32,
+    descent_cells: int | None = None,
     rtol: float = 1e-12,
 ) -> TSFARound:
     r"""Online stage of TSFA: kept components and bandwidths of one round [kim2025soft] [R].
@@ -417,15 +417,26 @@ def solve_tsfa_round(
        together at :math:`T^\star(\mathbf m) \le \tau`; evaluate
        :math:`V\sum_kp_k^2\varepsilon_k + Z\,T^\star(\mathbf m)`; keep the best (ties: lower
        latency).
-    4. Zoom: a new grid on the two cells around the best deadline; stop when the bracket
-       is below ``xtol`` :math:`T_{\rm hi}` (``converged``) or after ``max_levels`` levels.
+    4. Descent: the greedy map :math:`\tau \mapsto \mathbf m` is not monotone, and the step
+       of a good :math:`\mathbf m` can fall between grid points. From every grid deadline
+       :math:`\tau_g`, repeat :math:`\tau \leftarrow T^\star(\mathbf m)(1 - 10^{-8})` (just
+       left of the deadline at which the current :math:`\mathbf m` stops fitting) and step 2-3,
+       until :math:`\tau` leaves the cell :math:`(\tau_{g-1}, \tau_g]`; all cells descend
+       together, one batched greedy per round. ``converged``: every cell was exhausted within
+       ``max_rounds`` rounds (grid included); ``max_rounds=1`` is the plain grid search.
 
-    Exactness: the deadline search is exact up to ``xtol`` within the bracket it zooms into;
-    the greedy of step 2 is the LP-relaxation greedy, so for a fixed :math:`\tau` its error
-    term exceeds the best by at most one hull segment,
-    :math:`\max_k p_k^2(\varepsilon_k(m)-\varepsilon_k(m'))`. Against brute force
-    (``tests/allocation/test_tsfa.py``) the objective is exact (1e-6) in most tiny instances
-    and within that bound otherwise.
+    Exactness: the greedy of step 2 is the LP-relaxation greedy, so at a fixed :math:`\tau`
+    its error term exceeds the best by at most one hull segment. In tests it matched brute
+    force over all :math:`r^K` level vectors (bandwidths solved exactly for each) to 1e-12 on
+    1,100 random instances with :math:`K \le 6`, :math:`r \le 5`, convex and non-convex
+    error tables, and no single-device change :math:`m_k \pm 1` improved it for
+    :math:`K \le 40`; ``tests/allocation/test_tsfa.py`` checks 60 such instances.
+
+    Cost: one round is a greedy on :math:`(G, K, r)` arrays (:math:`O(GKr\log(GKr))`, plus
+    :math:`O(GKr^2)` for devices whose tables are not convex) and a min-max latency solve of
+    a few Newton/chord steps on :math:`(G, K)`; a cell needs about as many rounds as greedy
+    steps it holds (:math:`\lesssim K(r-1)/G`). Lower ``max_rounds`` or set
+    ``descent_cells`` for thousands of devices.
 
     Parameters
     ----------
@@ -451,12 +462,15 @@ def solve_tsfa_round(
     v : float
         Lyapunov trade-off :math:`V \ge 0`.
     n_grid : int, default 33
-        Deadlines per zoom level (odd, >= 3).
-    max_levels : int, default 12
-    xtol : float, default 1e-9
-        Relative width of the final deadline bracket.
+        Deadlines :math:`\tau_g` of the grid, evenly spaced on
+        :math:`[T_{\rm lo}, T_{\rm hi}]` (>= 2).
+    max_rounds : int, default 32
+        Greedy rounds in all (the grid is the first).
+    descent_cells : int or None, default None
+        Descend only in the cells within this many of the one holding the latency of the
+        best :math:`\mathbf m` on the grid (None: all cells).
     rtol : float, default 1e-12
-        Relative tolerance of each min-max latency bisection.
+        Relative tolerance of each min-max latency solve.
 
     Returns
     -------
@@ -515,24 +529,29 @@ def solve_tsfa_round(
             False, f"devices {np.flatnonzero(a <= 0).tolist()} have zero power or gain: "
             "they cannot transmit, so no deadline is feasible", lat, r,
         )
-    ends, _ = min_max_latency(np.stack([S[:, 0], S[:, -1]]), comp, a, B, rtol=rtol)
-    t_lo, t_hi = float(ends[0]), float(ends[1])  # T*(1), T*(r): the optimum lies in between
+    ends, _ = min_max_latency(np.stack([S[:, 0], S[:, -1]]), comp, a, B, rtol=max(rtol, 1e-6))
+    t_lo, t_hi = float(ends[0]), float(ends[1])  # ~T*(1), T*(r): the optimum lies in between
     # best: objective, T*(m), error term, levels m - 1, deadline, bandwidths
     best = (math.inf, math.inf, math.inf, np.zeros(K, np.int64), t_lo, np.full(K, B / K))
 
-    def search(taus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Greedy levels at the deadlines, evaluated; updates ``best``; returns levels, T*."""
+    def search(taus: np.ndarray, ends_too: bool = False) -> tuple[np.ndarray, ...]:
+        """Greedy levels at the deadlines, evaluated; updates ``best``; levels, T*, objective."""
         nonlocal best
         lev = _greedy_levels(taus, S, w_err, comp, a, B)
+        n = len(taus)
+        if ends_too:  # m = 1 and m = r everywhere: the extreme points, exactly
+            lev = np.concatenate([lev, np.zeros((1, K), np.int64), np.full((1, K), r - 1)])
+            taus = np.concatenate([taus, [t_lo, t_hi]])
         obj, T, e_term, bws = evaluate(lev, taus)
         i = int(np.lexsort((T, obj))[0])
         if (obj[i], T[i]) < best[:2]:
-            best = (float(obj[i]), float(T[i]), float(e_term[i]), lev[i], float(taus[i]), bws[i])
-        return lev, T, obj
+            best = (float(obj[i]), float(T[i]), float(e_term[i]), lev[i].copy(), float(taus[i]),
+                    bws[i].copy())
+        return lev[:n], T[:n], obj[:n]
 
     taus = np.linspace(t_lo, t_hi, n_grid)
     floor = np.concatenate([[t_lo], taus[:-1]])  # chain g descends through (taus[g-1], taus[g]]
-    cur_lev, cur_T, _ = search(taus)
+    cur_lev, cur_T, _ = search(taus, ends_too=True)
     active = cur_T * (1 - _STEP) > floor
     if descent_cells is not None:  # only the cells around the latency of the best m so far
         jb = int(np.searchsorted(taus, best[1]))
