@@ -111,9 +111,9 @@ class TrainConfig(_Section):
 
     local_steps: int = F(5, "optimizer steps per device per round", ge=1)
     batch_size: int = F(16, "examples per local step", ge=1)
-    lr: float = F(2e-3, "learning rate of the LoRA factors", gt=0)
+    lr: float = F(1e-3, "learning rate of the LoRA factors", gt=0)
     head_lr: float | None = Field(
-        1e-2, gt=0, examples=[5e-3], description="learning rate of the classifier head; null: same as lr"
+        5e-3, gt=0, examples=[5e-3], description="learning rate of the classifier head; null: same as lr"
     )
     weight_decay: float = F(0.0, "decoupled weight decay", ge=0)
     optimizer: Literal["adamw", "sgd"] = F("adamw", "local optimizer")
@@ -194,7 +194,7 @@ class Config(BaseModel):
 
     name: str = F("default", "experiment name, used for the run directory")
     seed: int = F(0, "master seed; every random stream is derived from it", ge=0)
-    rounds: int = F(20, "number of federated rounds", ge=1)
+    rounds: int = F(40, "number of federated rounds", ge=1)
     num_devices: int = F(20, "number of devices in the cell", ge=1)
     devices_per_round: int = F(5, "devices scheduled per round, at most num_devices", ge=1)
     eval_every: int = F(5, "evaluate every this many rounds; the last round is always evaluated", ge=1)
