@@ -57,7 +57,7 @@ class DataConfig(_Section):
         None, ge=1, examples=[500], description="seeded cap on the test set size; null: all examples"
     )
     qnli_test_fraction: float = F(0.3, "share of QNLI dev held out as the test set", gt=0, lt=1)
-    cache_dir: str | None = F(None, "directory for tokenized-data caches; null: no cache")
+    cache_dir: str | None = F(None, "tokenized-data cache folder; null: $AIRTUNE_CACHE_DIR, else ~/.cache/airtune/tokens")
 
 
 class LoraConfig(_Section):
