@@ -12,10 +12,9 @@ import pytest
 from scipy.special import lambertw
 
 import airtune
+from airtune.allocation.tsfa_rank import RankBoundCoeffs, choose_rank
 from airtune.allocation.tsfa import (
-    RankBoundCoeffs,
     _min_bandwidth_hz,
-    choose_rank,
     min_max_latency,
     solve_tsfa_round,
     step_latency_queue,
