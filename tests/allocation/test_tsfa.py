@@ -13,8 +13,8 @@ from scipy.special import lambertw
 
 import airtune
 from airtune.allocation.tsfa_rank import RankBoundCoeffs, choose_rank
+from airtune.allocation.bandwidth import min_bandwidth_from_snr_hz as _min_bandwidth_hz
 from airtune.allocation.tsfa import (
-    _min_bandwidth_hz,
     min_max_latency,
     solve_tsfa_round,
     step_latency_queue,

@@ -26,9 +26,7 @@ different (scheduling) problem. ``eps`` tables come from
 adapted matrices), payload tables from :func:`airtune.lora.soft_payload.soft_payload_table`.
 
 The minimum bandwidth that carries a rate is the Lambert-W formula of papers.md §1.6
-(:func:`_min_bandwidth_hz`). It duplicates
-``airtune.allocation.bandwidth.min_bandwidth_for_rate``, written in parallel; TODO: replace
-it by that function once both have landed (de-duplication).
+(:func:`airtune.allocation.bandwidth.min_bandwidth_from_snr_hz`).
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
+from airtune.allocation.bandwidth import min_bandwidth_from_snr_hz
 from airtune.allocation.result import Allocation
 from airtune.wireless.channel import shannon_rate_bps
 
@@ -54,35 +53,6 @@ _STEP = 1e-8  # relative step below T*(m) in the deadline descent (> the greedy 
 
 
 # --------------------------------------------------------------------------- bandwidth / latency
-def _min_bandwidth_hz(rate_bps: ArrayLike, snr_hz: ArrayLike) -> np.ndarray:
-    r"""Smallest bandwidth whose Shannon rate reaches ``rate_bps`` (Lambert W, papers.md §1.6).
-
-    With :math:`a = p h / N_0` (Hz) and :math:`c = R\ln 2 / a` (feasible iff :math:`c < 1`):
-
-    .. math::
-        b^{\min} = \frac{a}{y - 1},\qquad y = -\frac{W_{-1}(-c\,e^{-c})}{c}
-
-    :math:`y` is the root :math:`y > 1` of :math:`y\,e^{-cy} = e^{-c}`, i.e. :math:`x = y - 1`
-    solves :math:`\ln(1 + x) = c x`. This branch of :math:`W_{-1}` is evaluated in real
-    arithmetic by Newton on that equation from :math:`x_0 = 2\ln(1/c)/c`, an upper bound of
-    the root (:math:`1 - c^2 \ge 2c\ln(1/c)`); :math:`\ln(1+x) - cx` is concave, so the
-    iterates decrease monotonically to the root, in 6 steps to machine precision for
-    :math:`10^{-14} \le c \le 1 - 10^{-7}` (scipy's complex ``lambertw`` is about 10x slower
-    on large arrays and loses digits at the branch point :math:`c \to 1`). Returns 0 for a
-    zero rate and ``inf`` where the rate is unreachable (:math:`c \ge 1` or :math:`a = 0`).
-    Private duplicate of ``allocation.bandwidth.min_bandwidth_for_rate`` (module docstring).
-    """
-    rate = np.asarray(rate_bps, float)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        c = rate * _LN2 / snr_hz
-        ok = (c > 0) & (c < 1.0)
-        c = np.where(ok, c, 0.5)
-        x = -2.0 * np.log(c) / c  # >= root
-        for _ in range(6):
-            x = x - (np.log1p(x) - c * x) / (1.0 / (1.0 + x) - c)
-        return np.where(ok, snr_hz / x, np.where(rate > 0, np.inf, 0.0))
-
-
 def min_max_latency(
     payload_bits: ArrayLike,
     compute_latency_s: ArrayLike,
@@ -147,7 +117,7 @@ def min_max_latency(
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             slack = T[..., None] - tau
             rate = np.where(pos, np.where(slack > 0, S / slack, np.inf), 0.0)
-            b = _min_bandwidth_hz(rate, a)
+            b = min_bandwidth_from_snr_hz(rate, a)
             x = a / b
             drate_db = (np.log1p(x) - x / (1.0 + x)) / _LN2  # d r / d b at b
             db_dT = np.where(pos & (b < np.inf), -rate / slack / drate_db, 0.0)
@@ -352,7 +322,7 @@ def _greedy_levels(
     rate = np.divide(
         S[None], slack[..., None], out=np.full((G, K, r), np.inf), where=slack[..., None] > 0
     )
-    b = _min_bandwidth_hz(rate, a[None, :, None])  # (G, K, r), inf where unreachable
+    b = min_bandwidth_from_snr_hz(rate, a[None, :, None])  # (G, K, r), inf where unreachable
     budget = B - b[..., 0].sum(-1)  # (G,) left after m = 1 everywhere
     if r == 1:
         return np.zeros((G, K), np.int64)
