@@ -89,7 +89,8 @@ def cmd_report(ns: argparse.Namespace) -> int:
     from airtune.report import make_report
 
     out = Path(ns.out) if ns.out else Path(ns.run_dirs[0]) / "report"
-    result = make_report([Path(d) for d in ns.run_dirs], out, target_accuracy=ns.target_accuracy)
+    result = make_report([Path(d) for d in ns.run_dirs], out, target_accuracy=ns.target_accuracy,
+                         metrics=ns.metric or ())
     print(result["table"])
     print(f"report: {result['report']}")
     for p in result["plots"]:
@@ -115,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dirs", nargs="+")
     rep.add_argument("--out", help="output folder (default FIRST_RUN/report)")
     rep.add_argument("--target-accuracy", type=float, default=None)
+    rep.add_argument("--metric", action="append", metavar="KEY",
+                     help="also plot this metrics.jsonl key against the round (repeatable)")
     rep.set_defaults(func=cmd_report)
     return parser
 

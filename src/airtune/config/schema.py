@@ -176,6 +176,9 @@ class AllocationConfig(_Section):
     name: str = F("equal", "allocator name from the registry, see airtune ls")
     scheduler: Literal["random", "round_robin", "best_channel"] = F("random", "device scheduling rule")
     power: Literal["max"] = F("max", "transmit power policy")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="allocator-specific options, validated by the allocator (see airtune ls)"
+    )
 
 
 class StrategyConfig(_Section):

@@ -34,12 +34,13 @@ class RadioRound:
 
 def radio_round(cfg: Config, ch: ChannelState, dev: DeviceProfiles, alloc: Allocation,
                 uplink_bits: np.ndarray, downlink_bits: np.ndarray, num_samples: np.ndarray,
-                outage_rng: np.random.Generator) -> RadioRound:
+                outage_rng: np.random.Generator, compute_fraction: float = 1.0) -> RadioRound:
     """Rates, success probabilities, sampled delivery, latency and energy of every device.
 
     The uplink uses the allocated bandwidth and power (Shannon rate, papers.md §1.3 [R]); the
     downlink splits ``downlink_bandwidth_hz`` equally among scheduled devices at the server's
-    power. With ``wireless.outage = ppp`` an upload is delivered with the closed-form success
+    power. ``compute_fraction`` is the share of a sample's training cycles spent on the device
+    (below 1 for split learning, where the encoder runs on the server). With ``wireless.outage = ppp`` an upload is delivered with the closed-form success
     probability of papers.md §3.3 [R] at the SINR threshold ``sinr_threshold_db``.
     """
     w = cfg.wireless
@@ -59,7 +60,7 @@ def radio_round(cfg: Config, ch: ChannelState, dev: DeviceProfiles, alloc: Alloc
     else:
         success = sel.astype(float)
         delivered = sel.copy()
-    cost = round_costs(cycles_per_sample=dev.cycles_per_sample, num_samples=num_samples,
+    cost = round_costs(cycles_per_sample=dev.cycles_per_sample * compute_fraction, num_samples=num_samples,
                        cpu_freq_hz=dev.cpu_freq_hz, kappa=dev.kappa, power_w=alloc.power_w,
                        uplink_bits=uplink_bits, uplink_rate_bps=np.where(sel, ul_rate, 1.0),
                        downlink_bits=downlink_bits, downlink_rate_bps=np.where(sel, dl_rate, 1.0),

@@ -2,11 +2,12 @@
 
     for rnd in rounds:
         channel  = step_channel(...)                       # fading redrawn
-        plan     = allocator(...)                          # who transmits, bandwidth, power
+        plan     = planner.plan(inputs)                    # who transmits, bandwidth, power, directives
         tasks    = strategy.configure_round(...)           # what each scheduled device trains
         updates  = engine.run(tasks)                       # local LoRA training
         radio    = radio_round(...)                        # rates, outage, latency, energy
         server   = strategy.aggregate(..., delivered)      # only updates that survived
+        planner.observe(...)                               # queues (Lyapunov, energy, latency)
         log + checkpoint
 """
 
@@ -21,20 +22,25 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from airtune.allocation.planner import (
+    Planner, PlannerContext, RoundInputs, RoundOutcome, allocation_log, make_planner,
+)
 from airtune.config import Config
 from airtune.experiment import rundir
 from airtune.experiment.checkpoint import load_checkpoint, save_checkpoint
 from airtune.experiment.round import radio_round
 from airtune.experiment.seeds import int_seed, rng
 from airtune.experiment.setup import Setup, build
-from airtune.lora.adapters import save_adapter, save_adapter_state
+from airtune.lora.adapters import lora_in_out_dims, save_adapter, save_adapter_state
 from airtune.metrics.records import RoundRecord, records_from_arrays
 from airtune.registry import ALLOCATORS
-from airtune.strategies.base import ServerState, tensor_bits
+from airtune.strategies.base import ServerState
 from airtune.training.engine import Engine
-from airtune.training.evaluate import evaluate
+from airtune.training.evaluate import ensemble_metrics, evaluate
 from airtune.training.local import OptimConfig
 from airtune.wireless.channel import step_channel
+from airtune.wireless.cost import compute_energy_j, compute_latency_s
+from airtune.wireless.units import dbm_to_w
 
 log = logging.getLogger("airtune")
 
@@ -78,37 +84,40 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
         torch.set_rng_state(ckpt["torch_rng"])
     rundir.truncate_logs(run_dir, start)
     metrics_log, clients_log = rundir.open_logs(run_dir)
-    allocator = ALLOCATORS.get(cfg.allocation.name)
-    w, K = cfg.wireless, cfg.num_devices
+    planner = build_planner(s)
+    if ckpt is not None:
+        planner.load_state_dict(ckpt.get("planner", {}))
+    K = cfg.num_devices
     with metrics_log, clients_log:
         for rnd in range(start, cfg.rounds):
             t0 = time.perf_counter()
-            ch = step_channel(s.channel, rng(cfg.seed, "channel", rnd), w.fading)
-            plan = allocator(rng=rng(cfg.seed, "schedule", rnd), round_idx=rnd, channel_gain=ch.channel_gain,
-                             max_power_w=s.devices.max_power_w, total_bandwidth_hz=w.uplink_bandwidth_hz,
-                             n=cfg.devices_per_round, scheduler=cfg.allocation.scheduler)
+            ch = step_channel(s.channel, rng(cfg.seed, "channel", rnd), cfg.wireless.fading)
+            inputs = round_inputs(s, server, rnd, ch)
+            plan = planner.plan(inputs)
             selected = [int(k) for k in np.flatnonzero(plan.selected)]
             seeds = {k: int_seed(cfg.seed, "batches", rnd, k) for k in selected}
-            tasks = s.strategy.configure_round(rnd, server, selected, seeds, cfg.train.local_steps)
+            tasks = s.strategy.configure_round(rnd, server, selected, seeds, cfg.train.local_steps, plan=plan)
             ranks = s.strategy.device_ranks(server)  # the ranks trained this round (before any prune)
             updates = engine.run(tasks)
             ul_bits, dl_bits, samples, loss = (np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.nan))
             for task, up in zip(tasks, updates):
-                dl_bits[task.device] = tensor_bits(s.strategy.downlink_payload(task))
-                ul_bits[up.device] = tensor_bits(s.strategy.uplink_payload(up))
+                dl_bits[task.device] = s.strategy.downlink_bits(task, up)
+                ul_bits[up.device] = s.strategy.uplink_bits(up)
                 samples[up.device] = cfg.train.local_steps * min(cfg.train.batch_size, up.num_samples)
                 loss[up.device] = up.train_loss
             radio = radio_round(cfg, ch, s.devices, plan, ul_bits, dl_bits, samples,
-                                rng(cfg.seed, "outage", rnd))
+                                rng(cfg.seed, "outage", rnd), s.strategy.device_compute_fraction())
             delivered = {int(k) for k in np.flatnonzero(radio.delivered)}
             lost = [k for k in selected if k not in delivered]
             if lost:
                 log.info("round %d: updates of devices %s lost to outage, not aggregated", rnd, lost)
             server, report = s.strategy.aggregate(rnd, server, updates, delivered)
+            report = {**report, **allocation_log(plan), **planner.observe(inputs, plan, RoundOutcome(
+                radio.delivered, radio.success_prob, radio.cost.energy_j, radio.cost.latency_s, ul_bits,
+                radio.cost.round_latency_s))}
             acc = ev_loss = None
             if (rnd + 1) % cfg.eval_every == 0 or rnd == cfg.rounds - 1:
-                engine.load_task(s.strategy.global_task(server))
-                acc, ev_loss = evaluate(s.model, s.test, precision=cfg.model.precision)
+                acc, ev_loss = evaluate_global(s, engine, server)
             record = _round_record(rnd, totals, radio, ul_bits, dl_bits, selected, sorted(delivered), lost,
                                    acc, ev_loss, loss, report, time.perf_counter() - t0)
             metrics_log.write_many([record])
@@ -120,7 +129,7 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
                 comm_s=radio.cost.uplink_s + radio.cost.downlink_s, energy_j=radio.cost.energy_j,
                 success_prob=radio.success_prob, num_samples=samples, train_loss=loss,
                 **_rank_column(ranks, K))))
-            _checkpoint(s, engine, run_dir, rnd, server, totals)
+            _checkpoint(s, engine, run_dir, rnd, server, totals, planner)
             if on_round is not None:
                 on_round(record.to_dict())
             if stop_after_round is not None and rnd >= stop_after_round:
@@ -128,6 +137,41 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
     summary = _summary(cfg, totals, time.perf_counter() - wall0)
     rundir.write_summary(run_dir, summary)
     return summary
+
+
+def build_planner(s: Setup) -> Planner:
+    """The round's allocator (``allocation.name``) with its options and the run constants."""
+    cfg, w = s.cfg, s.cfg.wireless
+    context = PlannerContext(
+        num_devices=cfg.num_devices, devices_per_round=cfg.devices_per_round, rounds=cfg.rounds,
+        cpu_freq_hz=s.devices.cpu_freq_hz, max_power_w=s.devices.max_power_w, kappa=s.devices.kappa,
+        data_sizes=np.array([len(p) for p in s.partitions], dtype=float),
+        noise_psd_w_per_hz=dbm_to_w(w.noise_psd_dbm_per_hz), total_bandwidth_hz=w.uplink_bandwidth_hz,
+        wireless=w, lora_dims=lora_in_out_dims(s.model) if s.strategy.uses_lora else [], seed=cfg.seed,
+        scheduler=cfg.allocation.scheduler)
+    return make_planner(ALLOCATORS.get(cfg.allocation.name), cfg.allocation.options, context)
+
+
+def round_inputs(s: Setup, server: ServerState, rnd: int, ch) -> RoundInputs:
+    """What the allocator knows before round ``rnd``: channel, planned payloads, compute cost."""
+    cfg, dev = s.cfg, s.devices
+    ul, dl = s.strategy.planned_bits(server, cfg.num_devices)
+    samples = cfg.train.local_steps * np.minimum(cfg.train.batch_size, [len(p) for p in s.partitions])
+    cycles = dev.cycles_per_sample * s.strategy.device_compute_fraction()
+    return RoundInputs(round_idx=rnd, rng=rng(cfg.seed, "schedule", rnd), channel_gain=ch.channel_gain,
+                       distance_m=ch.distance_m, uplink_bits=ul, downlink_bits=dl,
+                       compute_s=compute_latency_s(cycles, samples, dev.cpu_freq_hz),
+                       compute_energy_j=compute_energy_j(dev.kappa, cycles, samples, dev.cpu_freq_hz))
+
+
+def evaluate_global(s: Setup, engine: Engine, server: ServerState) -> tuple[float, float]:
+    """Test accuracy and loss of the global model (a uniform ensemble when the strategy has several)."""
+    tasks = s.strategy.eval_tasks(server)
+    precision = s.cfg.model.precision
+    if len(tasks) == 1:
+        engine.load_task(tasks[0])
+        return evaluate(s.model, s.test, precision=precision)
+    return ensemble_metrics([lambda t=t: engine.load_task(t) for t in tasks], s.model, s.test, precision)
 
 
 def _round_record(rnd, totals: Totals, radio, ul_bits, dl_bits, selected, delivered, lost, acc, ev_loss,
@@ -156,8 +200,10 @@ def _rank_column(ranks: np.ndarray | None, K: int) -> dict[str, np.ndarray]:
     return {} if ranks is None else {"rank": np.asarray(ranks).reshape(K)}
 
 
-def _checkpoint(s: Setup, engine: Engine, run_dir: Path, rnd: int, server: ServerState, totals: Totals) -> None:
+def _checkpoint(s: Setup, engine: Engine, run_dir: Path, rnd: int, server: ServerState, totals: Totals,
+                planner: Planner) -> None:
     payload = {"round": rnd, "tensors": server.tensors, "extra": server.extra, "totals": totals,
+               "planner": planner.state_dict(),
                "torch_rng": torch.get_rng_state(), "config_hash": rundir.config_hash(s.cfg)}
     export = s.strategy.export_adapter(server)
 

@@ -28,7 +28,27 @@ def registry_errors(cfg: Config) -> list[str]:
     if cfg.allocation.name not in ALLOCATORS:
         errors.append(f"allocation.name = '{cfg.allocation.name}': unknown allocator; "
                       f"fix: choose one of {', '.join(ALLOCATORS.names())}")
+    else:
+        errors.extend(allocator_option_errors(cfg))
     return errors
+
+
+def allocator_option_errors(cfg: Config) -> list[str]:
+    """``allocation.options`` checked by the allocator's own options model (functions take none)."""
+    from airtune.allocation.planner import Planner
+    from airtune.strategies.base import parse_options
+
+    obj, options = ALLOCATORS.get(cfg.allocation.name), cfg.allocation.options
+    if isinstance(obj, type) and issubclass(obj, Planner):
+        try:
+            parse_options(obj.Options, options, cfg.allocation.name, section="allocation.options")
+        except ConfigError as exc:
+            return str(exc).splitlines()
+        return []
+    if options:
+        return [f"allocation.options = {options!r}: allocator '{cfg.allocation.name}' takes no options; "
+                "fix: remove allocation.options"]
+    return []
 
 
 def check(cfg: Config) -> None:

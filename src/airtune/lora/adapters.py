@@ -217,6 +217,13 @@ def lora_pairs(state: dict[str, torch.Tensor]) -> dict[str, tuple[str, str]]:
     return pairs
 
 
+def lora_in_out_dims(model: nn.Module) -> list[tuple[int, int]]:
+    """``(d_in, d_out)`` of every adapted matrix of the active adapter (payload models: a rank-r
+    adapter sends ``r * sum(d_in + d_out)`` values)."""
+    state = trainable_state(model)
+    return [(int(state[a].shape[1]), int(state[b].shape[0])) for a, b in lora_pairs(state).values()]
+
+
 def head_keys(state: dict[str, torch.Tensor]) -> list[str]:
     """Keys of the non-LoRA trainable tensors (the task head)."""
     return [k for k in state if ".lora_A." not in k and ".lora_B." not in k]

@@ -41,6 +41,7 @@ def make_report(
     run_dirs: Iterable[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     target_accuracy: float | None = None,
+    metrics: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Load ``run_dirs``, write the PNG figures and ``report.md`` into ``out_dir``.
 
@@ -55,6 +56,8 @@ def make_report(
         Where the report goes.
     target_accuracy : float, optional
         Adds a "rounds to reach this accuracy" column to the table.
+    metrics : iterable of str
+        Further ``metrics.jsonl`` keys to plot against the round (``metric_<key>.png`` each).
 
     Returns
     -------
@@ -71,11 +74,11 @@ def make_report(
     if not dirs:
         raise DataError("no RUN_DIR given; fix: pass one or more directories written by `airtune run --out`")
     runs = load_runs(dirs)
-    from airtune.report.plots import plot_runs  # matplotlib is imported only when a report is made
+    from airtune.report.plots import plot_metric, plot_runs  # matplotlib only when a report is made
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plots = plot_runs(runs, out)
+    plots = plot_runs(runs, out) + [plot_metric(runs, key, out) for key in metrics]
     table = comparison_table(runs, target_accuracy)
     report = out / "report.md"
     report.write_text(_report_md(runs, table, plots, out), encoding="utf-8")

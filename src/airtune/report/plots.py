@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from airtune.report.runs import Run
 
-__all__ = ["plot_runs", "PLOT_FILES"]
+__all__ = ["plot_runs", "plot_metric", "PLOT_FILES"]
 
 PLOT_FILES = ("accuracy_vs_round.png", "accuracy_vs_time.png", "energy.png", "bits.png")
 """File names :func:`plot_runs` writes, in order."""
@@ -121,3 +121,18 @@ def plot_runs(runs: Sequence[Run], out_dir: str | os.PathLike[str]) -> list[Path
         _energy(runs, c),
         _bits(runs, d),
     ]
+
+
+def plot_metric(runs: Sequence[Run], key: str, out_dir: str | os.PathLike[str]) -> Path:
+    """``metric_<key>.png``: any scalar of ``metrics.jsonl`` (a solver's queue, an orthogonality
+    error, the round latency ...) against the round, one line per run; rounds without it are skipped."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = _new_axes(key, "round", key)
+    plotted = False
+    for r in runs:
+        xs, ys = r.series(key, x="round")
+        if xs:
+            ax.plot(xs, ys, marker=_marker(len(xs)), markersize=3, label=r.label)
+            plotted = True
+    return _finish(fig, ax, out / f"metric_{key}.png", plotted)

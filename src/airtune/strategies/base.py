@@ -115,7 +115,9 @@ class Strategy:
         return ServerState({k: v.clone() for k, v in tensors.items()})
 
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int) -> list[ClientTask]:
+                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
+        """``plan`` is the round's :class:`~airtune.allocation.result.Allocation`; its ``extra`` may
+        carry directives for the strategy (sparsification ratios, module subscriptions)."""
         return [ClientTask(device=k, state=server.tensors, steps=steps, seed=seeds[k]) for k in selected]
 
     def aggregate(self, rnd: int, server: ServerState, updates: list[ClientUpdate],
@@ -132,6 +134,21 @@ class Strategy:
         adapter that ``global_task`` loads; None: the checkpoint saves the adapter ``global_task`` loads."""
         return None
 
+    def eval_tasks(self, server: ServerState) -> list[ClientTask]:
+        """Models whose predicted probabilities are averaged at evaluation (uniform ensemble,
+        papers.md §3 eq. 3); one model by default."""
+        return [self.global_task(server)]
+
+    def device_compute_fraction(self) -> float:
+        """Share of a training sample's FLOPs computed on the device (1.0; split learning less)."""
+        return 1.0
+
+    def planned_bits(self, server: ServerState, num_devices: int) -> tuple[np.ndarray, np.ndarray]:
+        """Uplink and downlink bits, (K,) each, that a device would move if scheduled this round
+        (what an allocator plans with, before training); by default the global state both ways."""
+        bits = float(tensor_bits(server.tensors))
+        return np.full(num_devices, bits), np.full(num_devices, bits)
+
     def device_ranks(self, server: ServerState) -> np.ndarray | None:
         """Current LoRA rank of every device, (K,); None without LoRA or without a context."""
         if not self.uses_lora or self._context is None:
@@ -145,9 +162,19 @@ class Strategy:
     def uplink_payload(self, update: ClientUpdate) -> dict[str, torch.Tensor]:
         return update.state
 
+    def downlink_bits(self, task: ClientTask, update: ClientUpdate) -> int:
+        """Bits the server sends the device in the round (the payload; split learning adds the
+        per-iteration traffic the update measured)."""
+        return tensor_bits(self.downlink_payload(task))
 
-def parse_options(model: type[BaseModel], options: dict[str, Any], strategy: str) -> BaseModel:
-    """Validate ``strategy.options`` with the strategy's own model; one line per problem."""
+    def uplink_bits(self, update: ClientUpdate) -> int:
+        """Bits the device sends in the round (the payload; sparsified uploads add index bits)."""
+        return tensor_bits(self.uplink_payload(update))
+
+
+def parse_options(model: type[BaseModel], options: dict[str, Any], strategy: str,
+                  section: str = "strategy.options") -> BaseModel:
+    """Validate ``strategy.options`` (or another ``section``) with its owner's model; one line per problem."""
     try:
         return model(**options)
     except ValidationError as exc:
@@ -157,9 +184,9 @@ def parse_options(model: type[BaseModel], options: dict[str, Any], strategy: str
             val = err.get("input")
             if err["type"] == "extra_forbidden":
                 valid = ", ".join(sorted(model.model_fields)) or "none"
-                lines.append(f"strategy.options.{loc}: unknown option for '{strategy}'; fix: remove it (valid options: {valid})")
+                lines.append(f"{section}.{loc}: unknown option for '{strategy}'; fix: remove it (valid options: {valid})")
             else:
-                lines.append(f"strategy.options.{loc} = {val!r}: {err['msg']}; fix: see `airtune ls` / docs for '{strategy}'")
+                lines.append(f"{section}.{loc} = {val!r}: {err['msg']}; fix: see `airtune ls` / docs for '{strategy}'")
         raise ConfigError("\n".join(lines)) from None
 
 

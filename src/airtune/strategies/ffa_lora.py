@@ -82,7 +82,7 @@ class FFALoRA(Strategy):
         return assemble(pairs, layers, head_state(t))
 
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int) -> list[ClientTask]:
+                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
         ranks = self.context.device_ranks
         return [rank_task(k, int(ranks[k]), self._device_state(server, int(ranks[k])), steps, seeds[k],
                           freeze=FROZEN) for k in selected]

@@ -83,7 +83,7 @@ class FLoRA(Strategy):
         return assemble(pairs, layers, head_state(t))
 
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int) -> list[ClientTask]:
+                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
         ranks = self.context.device_ranks
         return [rank_task(k, int(ranks[k]), self.fresh_state(server, rnd, k, int(ranks[k])), steps, seeds[k],
                           base_delta=server.extra["merged"], stack=server.extra["stack"])

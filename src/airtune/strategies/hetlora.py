@@ -121,7 +121,7 @@ class HetLoRA(Strategy):
 
     # -- contract -------------------------------------------------------------------------------
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int) -> list[ClientTask]:
+                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
         o = self.options
         penalty = TailPenalty(o.prune_gamma, o.prune_lambda) if o.prune_lambda > 0 else None
         tasks = []

@@ -1,0 +1,193 @@
+r"""The per-round planner contract: what the runner tells an allocator, and what it hears back.
+
+The runner calls, every round (see ``experiment/runner.py``)::
+
+    plan = planner.plan(inputs)              # before training: who, how much bandwidth, power, directives
+    ...training, radio round...
+    report = planner.observe(inputs, plan, outcome)   # after the round: update queues, return log entries
+
+A planner may keep state across rounds (Lyapunov virtual queues, switching multipliers); it
+exposes it through ``state_dict`` / ``load_state_dict`` so that a checkpointed run resumes
+exactly. ``plan.extra`` may carry directives for the strategy (a sparsification ratio per
+device, module subscriptions ...): the strategy reads them in ``configure_round(..., plan=plan)``.
+
+Stateless allocators stay plain functions with the common keyword signature of
+``allocation/baselines.py``; :func:`make_planner` wraps them in :class:`FunctionPlanner`.
+A planner class is registered in ``ALLOCATORS`` like a function and is recognised by being a
+subclass of :class:`Planner`. Its options come from ``allocation.options`` and are validated
+by its own pydantic ``Options`` model (one line per problem, like ``strategy.options``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from airtune.allocation.result import Allocation
+
+__all__ = ["PlannerContext", "RoundInputs", "RoundOutcome", "Planner", "FunctionPlanner", "make_planner"]
+
+
+class NoPlannerOptions(BaseModel):
+    """An allocator without options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, eq=False)
+class PlannerContext:
+    """Run constants a planner may need (built once by the runner).
+
+    Attributes
+    ----------
+    num_devices : int
+        :math:`K`.
+    devices_per_round : int
+        ``devices_per_round`` of the config (a target or cap; planners may choose fewer or more).
+    rounds : int
+        Planned number of rounds :math:`T`.
+    cpu_freq_hz, max_power_w : numpy.ndarray, shape (K,)
+        Device profiles.
+    kappa : float
+        Effective switched capacitance.
+    data_sizes : numpy.ndarray, shape (K,)
+        Local dataset size :math:`D_k` of every device.
+    noise_psd_w_per_hz : float
+        Thermal noise PSD :math:`N_0`.
+    total_bandwidth_hz : float
+        Uplink bandwidth :math:`B`.
+    wireless : Any
+        The ``wireless`` config section (outage model, PPP parameters ...).
+    lora_dims : list of (d_in, d_out)
+        Shapes of the adapted matrices (empty without LoRA), for payload models.
+    seed : int
+        Run seed.
+    scheduler : str
+        ``allocation.scheduler`` (baselines and fallback rules).
+    """
+
+    num_devices: int
+    devices_per_round: int
+    rounds: int
+    cpu_freq_hz: np.ndarray
+    max_power_w: np.ndarray
+    kappa: float
+    data_sizes: np.ndarray
+    noise_psd_w_per_hz: float
+    total_bandwidth_hz: float
+    wireless: Any
+    lora_dims: list[tuple[int, int]]
+    seed: int
+    scheduler: str
+
+
+@dataclass(frozen=True, eq=False)
+class RoundInputs:
+    r"""What is known before round :math:`t` starts (the causal information of papers.md §1.6/§2.6/§3.6).
+
+    Attributes
+    ----------
+    round_idx : int
+        Round :math:`t`.
+    rng : numpy.random.Generator
+        The round's scheduling stream.
+    channel_gain : numpy.ndarray, shape (K,)
+        Channel power gain :math:`h_k(t)` (path loss x fading).
+    distance_m : numpy.ndarray, shape (K,)
+        Device distances.
+    uplink_bits : numpy.ndarray, shape (K,)
+        Planned uplink payload :math:`S_k` in bits if device :math:`k` is scheduled (strategy's
+        ``planned_bits``; for split learning it includes the activation traffic of the round).
+    downlink_bits : numpy.ndarray, shape (K,)
+        Planned downlink payload in bits.
+    compute_s : numpy.ndarray, shape (K,)
+        Local compute latency of the round if scheduled (device-side modules only).
+    compute_energy_j : numpy.ndarray, shape (K,)
+        Local compute energy of the round if scheduled.
+    """
+
+    round_idx: int
+    rng: np.random.Generator
+    channel_gain: np.ndarray
+    distance_m: np.ndarray
+    uplink_bits: np.ndarray
+    downlink_bits: np.ndarray
+    compute_s: np.ndarray
+    compute_energy_j: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class RoundOutcome:
+    """What happened in the round (measured by the runner after training and the radio round).
+
+    All arrays have shape (K,); zero for devices not scheduled.
+    """
+
+    delivered: np.ndarray        # bool: scheduled and the upload survived
+    success_prob: np.ndarray
+    energy_j: np.ndarray         # compute + transmit energy of the round
+    latency_s: np.ndarray        # compute + communication latency of the round
+    uplink_bits: np.ndarray      # measured payloads
+    round_latency_s: float
+
+
+class Planner:
+    """Base class of stateful allocators. Subclasses implement :meth:`plan`; the rest is optional."""
+
+    Options: ClassVar[type[BaseModel]] = NoPlannerOptions
+
+    def __init__(self, options: dict[str, Any] | None, context: PlannerContext) -> None:
+        from airtune.strategies.base import parse_options  # late: strategies import torch
+
+        self.options = parse_options(self.Options, options or {}, type(self).__name__,
+                                     section="allocation.options")
+        self.context = context
+
+    def plan(self, inputs: RoundInputs) -> Allocation:
+        raise NotImplementedError
+
+    def observe(self, inputs: RoundInputs, plan: Allocation, outcome: RoundOutcome) -> dict[str, Any]:
+        """Update internal state after the round; return scalars to log in ``metrics.jsonl``."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state but the checkpoint holds {sorted(state)}")
+
+
+class FunctionPlanner(Planner):
+    """A stateless allocator function with the common keyword signature (``allocation/baselines.py``)."""
+
+    def __init__(self, fn: Callable[..., Allocation], options: dict[str, Any] | None,
+                 context: PlannerContext) -> None:
+        if options:
+            from airtune.errors import ConfigError
+            raise ConfigError(f"allocation.options = {options!r}: this allocator takes no options; fix: remove them")
+        self.fn = fn
+        self.options = None
+        self.context = context
+
+    def plan(self, inputs: RoundInputs) -> Allocation:
+        c = self.context
+        return self.fn(rng=inputs.rng, round_idx=inputs.round_idx, channel_gain=inputs.channel_gain,
+                       max_power_w=c.max_power_w, total_bandwidth_hz=c.total_bandwidth_hz,
+                       n=c.devices_per_round, scheduler=c.scheduler)
+
+
+def make_planner(obj: Any, options: dict[str, Any] | None, context: PlannerContext) -> Planner:
+    """A :class:`Planner` from a registered allocator (a Planner subclass or a function)."""
+    if isinstance(obj, type) and issubclass(obj, Planner):
+        return obj(options, context)
+    return FunctionPlanner(obj, options, context)
+
+
+def allocation_log(plan: Allocation) -> dict[str, Any]:
+    """The solver's own diagnostics for ``metrics.jsonl`` (objective, iterations, convergence)."""
+    return {"alloc_objective": plan.objective, "alloc_iterations": plan.iterations,
+            "alloc_converged": plan.converged, "alloc_selected": plan.num_selected}
