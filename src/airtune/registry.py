@@ -76,6 +76,9 @@ def _ensure_builtins_loaded() -> None:
         "airtune.models.zoo",
         "airtune.strategies",
         "airtune.allocation.baselines",
+        "airtune.allocation.lyapunov_planner",
+        "airtune.allocation.tsfa_planner",
+        "airtune.allocation.switching_planner",
         "airtune.data.partition",
     ):
         try:

@@ -20,7 +20,7 @@ by its own pydantic ``Options`` model (one line per problem, like ``strategy.opt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -107,6 +107,9 @@ class RoundInputs:
         Local compute latency of the round if scheduled (device-side modules only).
     compute_energy_j : numpy.ndarray, shape (K,)
         Local compute energy of the round if scheduled.
+    hints : dict
+        What the strategy tells the planner before the round (``Strategy.planner_hints``), e.g.
+        SOFT's payload table and truncation-error curve for TSFA; empty by default.
     """
 
     round_idx: int
@@ -117,6 +120,7 @@ class RoundInputs:
     downlink_bits: np.ndarray
     compute_s: np.ndarray
     compute_energy_j: np.ndarray
+    hints: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)

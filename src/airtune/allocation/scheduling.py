@@ -11,7 +11,7 @@ One round of the drift-plus-penalty algorithm: given the virtual energy queues
 
 :func:`schedule_lyapunov` is a pure function returning an
 :class:`~airtune.allocation.result.Allocation`; the runner integration (which inputs the runner
-passes, when queues are stepped) is left to the experiment layer. ``PAPER1_SOLVERS`` maps a
+passes, when queues are stepped) is ``allocation/lyapunov_planner.py``. ``PAPER1_SOLVERS`` maps a
 name to each per-round solver of paper 1.
 
 Source: papers.md §1.6 steps 1-3 [R]: our reconstruction of [wang2025sfl]'s online
@@ -289,5 +289,5 @@ def _message(n_best: int, n_cand: int, k: int, n_fit: int, n_cap: int, converged
 
 
 PAPER1_SOLVERS: dict[str, Callable[..., Allocation]] = {"lyapunov": schedule_lyapunov}
-"""Per-round solvers of paper 1 by name (not yet in ``ALLOCATORS``: the runner does not pass
-queues, payloads and deadlines to allocators yet)."""
+"""Per-round solvers of paper 1 by name; the registered allocator ``lyapunov``
+(``allocation/lyapunov_planner.py``) runs ``schedule_lyapunov`` with the runner's inputs and queues."""

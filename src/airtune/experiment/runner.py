@@ -101,9 +101,9 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
             updates = engine.run(tasks)
             ul_bits, dl_bits, samples, loss = (np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.nan))
             for task, up in zip(tasks, updates):
-                dl_bits[task.device] = s.strategy.downlink_bits(task, up)
-                ul_bits[up.device] = s.strategy.uplink_bits(up)
-                samples[up.device] = cfg.train.local_steps * min(cfg.train.batch_size, up.num_samples)
+                dl_bits[task.device] += s.strategy.downlink_bits(task, up)  # += : a device may train
+                ul_bits[up.device] += s.strategy.uplink_bits(up)            # several modules (switching)
+                samples[up.device] += cfg.train.local_steps * min(cfg.train.batch_size, up.num_samples)
                 loss[up.device] = up.train_loss
             radio = radio_round(cfg, ch, s.devices, plan, ul_bits, dl_bits, samples,
                                 rng(cfg.seed, "outage", rnd), s.strategy.device_compute_fraction())
@@ -161,7 +161,8 @@ def round_inputs(s: Setup, server: ServerState, rnd: int, ch) -> RoundInputs:
     return RoundInputs(round_idx=rnd, rng=rng(cfg.seed, "schedule", rnd), channel_gain=ch.channel_gain,
                        distance_m=ch.distance_m, uplink_bits=ul, downlink_bits=dl,
                        compute_s=compute_latency_s(cycles, samples, dev.cpu_freq_hz),
-                       compute_energy_j=compute_energy_j(dev.kappa, cycles, samples, dev.cpu_freq_hz))
+                       compute_energy_j=compute_energy_j(dev.kappa, cycles, samples, dev.cpu_freq_hz),
+                       hints=s.strategy.planner_hints(server))
 
 
 def evaluate_global(s: Setup, engine: Engine, server: ServerState) -> tuple[float, float]:

@@ -19,6 +19,7 @@ from airtune.data.partition import describe, label_counts
 from airtune.experiment.seeds import int_seed, rng
 from airtune.lora.adapters import LoraSpec, head_keys, inject_lora, trainable_state
 from airtune.lora.ranks import assign_device_ranks
+from airtune.models.profile import profile_model
 from airtune.models.zoo import ModelSpec, load_classifier, load_tokenizer, resolve_model
 from airtune.registry import PARTITIONERS, STRATEGIES
 from airtune.strategies.base import Strategy, StrategyContext
@@ -138,7 +139,10 @@ def build(cfg: Config) -> Setup:
     channel = init_channel(rng(cfg.seed, "topology"), cfg.num_devices, w.cell_radius_m, w.min_distance_m,
                            w.path_loss_const_db, w.path_loss_slope_db, w.fading)
     ranks = build_device_ranks(cfg, devices) if strategy_cls.uses_lora else None
-    context = StrategyContext(ranks, lora_spec(cfg), cfg.seed) if ranks is not None else None
+    samples = cfg.train.local_steps * np.minimum(cfg.train.batch_size, [len(p) for p in parts])
+    profile = profile_model(model, float(train.lengths.float().mean()), spec.head_modules)
+    context = (StrategyContext(ranks, lora_spec(cfg), cfg.seed, profile=profile, samples_per_round=samples)
+               if ranks is not None else None)
     strategy = strategy_cls(cfg.strategy.options, context=context)
     model = attach_trainable(cfg, spec, model, strategy, ranks)
     state = trainable_state(model)

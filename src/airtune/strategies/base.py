@@ -51,11 +51,18 @@ class StrategyContext:
         Shared LoRA hyper-parameters; ``lora.alpha`` gives each device's scale alpha / r_k.
     seed : int
         Run seed (strategies derive their own streams with ``seeds.int_seed(seed, "strategy", ...)``).
+    profile : ModelProfile, optional
+        Parameter counts of the model by module group and the mean tokens per example
+        (``models/profile.py``; split learning's device compute share and traffic estimate).
+    samples_per_round : numpy.ndarray, shape (K,), optional
+        Training samples a device processes in a round (local steps x its batch size).
     """
 
     device_ranks: np.ndarray
     lora: LoraSpec
     seed: int = 0
+    profile: Any = None
+    samples_per_round: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ranks = np.array(self.device_ranks, dtype=np.int64)
@@ -148,6 +155,10 @@ class Strategy:
         (what an allocator plans with, before training); by default the global state both ways."""
         bits = float(tensor_bits(server.tensors))
         return np.full(num_devices, bits), np.full(num_devices, bits)
+
+    def planner_hints(self, server: ServerState) -> dict[str, Any]:
+        """Information for the allocator before the round (``RoundInputs.hints``); none by default."""
+        return {}
 
     def device_ranks(self, server: ServerState) -> np.ndarray | None:
         """Current LoRA rank of every device, (K,); None without LoRA or without a context."""

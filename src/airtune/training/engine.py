@@ -10,7 +10,7 @@ difference from frameworks that construct a PEFT model inside every client's ``f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -75,6 +75,15 @@ class Engine:
         Offsets added to the pre-trained weights of the adapted layers for this task
         (FLoRA's merged updates, FlexLoRA's full-size global update at evaluation). Absent or
         None: the pre-trained weights. Applied only when it changes (compared by identity).
+    ``loop`` (``"split"``) and ``downlink`` (``"tokens"`` | ``"pooled"``)
+        Train with the split loop of ``training/split_loop.py`` (split federated LoRA): the
+        head on the device, the LoRA factors on the server; the update's ``info`` then carries
+        the measured link traffic (``split_uplink_bits``, ``split_downlink_bits``,
+        ``split_iterations``).
+    ``chain`` (tuple of str)
+        Keys of the state that start from the *previous* task's trained values in the same
+        ``run`` call instead of ``state`` (SFL-V2: one server-side LoRA updated device after
+        device); the first task of the call uses its own ``state``.
     """
 
     def __init__(self, model: nn.Module, data: TokenizedDataset, partitions: list[np.ndarray],
@@ -117,14 +126,40 @@ class Engine:
     def run_one(self, task: ClientTask) -> ClientUpdate:
         self.load_task(task)
         params = trainable_params(self.model)
-        opt = make_optimizer(params, self.optim, lambda k: k in self.head_keys)
         rng = np.random.default_rng(task.seed)
         torch.manual_seed(task.seed)  # dropout
         idx = self.partitions[task.device]
-        losses = train_steps(self.model, device_batches(self.data, idx, task.steps, self.batch_size, rng),
-                             opt, self.optim, task.extra_loss)
-        return ClientUpdate(task.device, trainable_state(self.model), len(idx),
-                            float(np.mean(losses)), dict(task.info))
+        batches = device_batches(self.data, idx, task.steps, self.batch_size, rng)
+        info = dict(task.info)
+        if info.get("loop") == "split":
+            losses, traffic = self._run_split(task, params, batches)
+            info.update(traffic.as_info())
+        else:
+            opt = make_optimizer(params, self.optim, lambda k: k in self.head_keys)
+            losses = train_steps(self.model, batches, opt, self.optim, task.extra_loss)
+        return ClientUpdate(task.device, trainable_state(self.model), len(idx), float(np.mean(losses)), info)
+
+    def _run_split(self, task: ClientTask, params, batches):
+        """Split federated LoRA: head optimiser on the device, LoRA optimiser on the server."""
+        from airtune.lora.split import split_model
+        from airtune.training.split_loop import split_train_steps
+
+        if task.extra_loss is not None:
+            raise ValueError("the split loop does not support extra_loss (the server cannot add a "
+                             "regulariser over the device's head, nor the device over the LoRA)")
+        device, server = split_model(self.model, task.info.get("downlink", "tokens"))
+        head = {k: p for k, p in params.items() if k in self.head_keys}
+        lora = {k: p for k, p in params.items() if k not in self.head_keys}
+        device_opt = make_optimizer(head, self.optim, lambda k: True)
+        server_opt = make_optimizer(lora, self.optim, lambda k: False)
+        self.model.train()
+        return split_train_steps(device, server, batches, device_opt, server_opt, self.optim)
 
     def run(self, tasks: list[ClientTask]) -> list[ClientUpdate]:
-        return [self.run_one(t) for t in tasks]
+        out: list[ClientUpdate] = []
+        for t in tasks:
+            chain = t.info.get("chain")
+            if chain and out:
+                t = replace(t, state={**t.state, **{k: out[-1].state[k] for k in chain}})
+            out.append(self.run_one(t))
+        return out

@@ -1,0 +1,223 @@
+r"""SOFT: sparsified orthogonal fine-tuning [kim2025soft] (papers.md §2.5; details [R] our reconstruction).
+
+Per round:
+
+1. Devices train the shared-rank LoRA from the global factors with the orthogonality
+   regulariser :math:`\lambda\,(\|AA^\top - I\|_F^2 + \|B^\top B - \mathrm{diag}\|_F^2)` summed over
+   adapted matrices (``ClientTask.extra_loss``). The server initialises :math:`A` with
+   orthonormal rows (option ``orthonormal_init``), so the penalty only has to keep it there.
+2. Each device ranks its rank-1 components by :math:`s_i = \|b_i\|\|a_i\|` (no product
+   :math:`BA`, no SVD) and sends the top :math:`m_k` per matrix with an index mask
+   (:func:`airtune.lora.sparsify.soft_select`); :math:`m_k = \lceil \kappa_k r\rceil` from the
+   plan's ``keep_ratio`` (TSFA, ``allocation/tsfa_planner.py``) or the ``keep_ratio`` option.
+   Optional error feedback keeps each device's unsent update as a residual in
+   ``server.extra["residual"]`` (device state stored with the server so checkpoints keep it).
+3. The server aggregates :math:`A` and :math:`B` separately per rank component over the senders
+   (:func:`airtune.lora.sparsify.partial_rank_aggregate`, rule ``aggregation``).
+
+Logged per round (the terms of the convergence bound, papers.md §2.7): ``soft_rank``,
+``soft_sparsification_error`` (:math:`\sum_k p_k^2\varepsilon_k`, :math:`\varepsilon_k` from the
+scores, scale² included), ``soft_relative_error``, ``cross_cov_fro`` (covariance of the factors
+as aggregated), ``orth_err_a`` / ``orth_err_b`` (mean over delivered devices of
+:math:`\sqrt{\sum_\ell e^2}`), ``score_sv_rel_err`` (how far the scores are from the singular
+values of :math:`BA`, computed by QR of the factors) and ``soft_mean_kept``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from airtune.lora.adapters import lora_pairs, trainable_params
+from airtune.lora.ops import orthogonality_error, orthogonality_penalty, rank_importance, truncation_error_curve
+from airtune.lora.soft_payload import kept_from_ratio, soft_payload_bits, soft_payload_table
+from airtune.lora.sparsify import partial_rank_aggregate, singular_values_from_factors, soft_select
+from airtune.registry import STRATEGIES
+from airtune.strategies.base import ServerState, Strategy, tensor_bits
+from airtune.strategies.common import average_heads, data_weights, head_state
+from airtune.strategies.fedit import cross_cov_norm
+from airtune.training.engine import ClientTask, ClientUpdate
+
+
+class SoftOptions(BaseModel):
+    """Options of ``soft``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    orth_weight: float = Field(1e-2, ge=0, description="lambda_orth of the orthogonality regulariser; 0: none")
+    orthonormal_init: bool = Field(True, description="start the global A with orthonormal rows")
+    keep_ratio: float = Field(1.0, gt=0, le=1,
+                              description="kept share of the rank components when the plan sets none")
+    index_coding: Literal["mask", "combinatorial", "none"] = Field(
+        "mask", description="index bits per matrix: r-bit mask, ceil(log2 C(r,m)), or none")
+    aggregation: Literal["keep_global", "renormalise"] = Field(
+        "keep_global", description="unsent components: keep the global value (zero update) or average senders only")
+    error_feedback: bool = Field(False, description="keep the unsent update per device and add it next round")
+    bits_per_value: int = Field(32, ge=1, le=64, description="bits per transmitted value")
+
+
+@dataclass(frozen=True)
+class OrthPenalty:
+    """``weight * sum_l (||A A^T - I||^2 + ||offdiag(B^T B)||^2)`` of the active adapter (picklable)."""
+
+    weight: float
+
+    def __call__(self, model: nn.Module) -> torch.Tensor:
+        params = trainable_params(model)
+        return self.weight * sum(orthogonality_penalty(params[a], params[b]) for a, b in lora_pairs(params).values())
+
+
+def keep_counts(plan: Any, selected: list[int], rank: int, default_ratio: float) -> dict[int, int]:
+    r"""Kept components :math:`m_k = \lceil \kappa_k r \rceil \in [1, r]` of each scheduled device.
+
+    :math:`\kappa_k` is ``plan.extra["keep_ratio"][k]`` when the plan carries one, else ``default_ratio``.
+    """
+    ratios = None if plan is None else getattr(plan, "extra", {}).get("keep_ratio")
+    out = {}
+    for k in selected:
+        kappa = float(default_ratio if ratios is None else np.asarray(ratios, float)[k])
+        out[k] = int(np.clip(kept_from_ratio(1.0 - min(max(kappa, 0.0), 1.0), rank), 1, rank))
+    return out
+
+
+def orthonormal_rows(A: torch.Tensor) -> torch.Tensor:
+    """The (r, n) matrix with orthonormal rows spanning the rows of ``A`` (QR, signs fixed)."""
+    Q, R = torch.linalg.qr(A.T.to(torch.float64))
+    sign = torch.sign(torch.diagonal(R))
+    sign[sign == 0] = 1
+    return (Q * sign).T.to(A.dtype).contiguous()
+
+
+@STRATEGIES.register("soft")
+class Soft(Strategy):
+    """Rank-sparsified upload by SVD-free importance, near-orthogonal factors, partial-rank aggregation."""
+
+    name = "soft"
+    Options = SoftOptions
+
+    # -- state ----------------------------------------------------------------------------------
+    def init_state(self, tensors: dict[str, torch.Tensor]) -> ServerState:
+        t = {k: v.clone() for k, v in tensors.items()}
+        if self.options.orthonormal_init:
+            for a_key, _ in lora_pairs(t).values():
+                t[a_key] = orthonormal_rows(t[a_key])
+        return ServerState(t, {"residual": {}} if self.options.error_feedback else {})
+
+    @property
+    def rank(self) -> int:
+        return int(self.context.lora.rank)
+
+    def _scale(self) -> float:
+        return self.context.scale(self.rank)
+
+    # -- contract -------------------------------------------------------------------------------
+    def configure_round(self, rnd: int, server: ServerState, selected: list[int],
+                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
+        m = keep_counts(plan, selected, self.rank, self.options.keep_ratio)
+        penalty = OrthPenalty(self.options.orth_weight) if self.options.orth_weight > 0 else None
+        return [ClientTask(device=k, state=server.tensors, steps=steps, seed=seeds[k], extra_loss=penalty,
+                           info={"soft_keep": m[k]}) for k in selected]
+
+    def aggregate(self, rnd: int, server: ServerState, updates: list[ClientUpdate],
+                  delivered: set[int]) -> tuple[ServerState, dict[str, Any]]:
+        o, g = self.options, server.tensors
+        pairs = lora_pairs(g)
+        ef = o.error_feedback
+        residual = dict(server.extra.get("residual", {})) if ef else {}
+        scale2 = self._scale() ** 2
+        sent: dict[int, dict[str, tuple]] = {}
+        errors, rel_errors, orth_a, orth_b, sv_gaps = {}, [], [], [], []
+        for u in sorted(updates, key=lambda u: u.device):
+            m = int(u.info["soft_keep"])
+            res = residual.get(u.device, {})
+            new_res, layers, eps, energy = {}, {}, 0.0, 0.0
+            ea2 = eb2 = 0.0
+            for p, (a_key, b_key) in pairs.items():
+                A_c, B_c, mask, scores, rA, rB = soft_select(g[a_key], g[b_key], u.state[a_key], u.state[b_key], m,
+                                                            res.get(a_key), res.get(b_key))
+                layers[p] = (A_c, B_c, mask)
+                curve = truncation_error_curve(scores)
+                eps += float(scores[~mask].pow(2).sum())
+                energy += float(curve[0])
+                if ef:
+                    new_res[a_key], new_res[b_key] = rA, rB
+                if u.device in delivered:
+                    e_a, e_b = orthogonality_error(A_c, B_c)
+                    ea2, eb2 = ea2 + float(e_a) ** 2, eb2 + float(e_b) ** 2
+                    sv = singular_values_from_factors(A_c, B_c)
+                    if float(sv.norm()) > 0:
+                        s_sorted = torch.sort(scores.to(sv.dtype), descending=True).values
+                        sv_gaps.append(float((s_sorted - sv).norm() / sv.norm()))
+            if ef:
+                residual[u.device] = new_res
+            if u.device in delivered:
+                sent[u.device] = layers
+                errors[u.device] = scale2 * eps
+                rel_errors.append(eps / energy if energy > 0 else 0.0)
+                orth_a.append(math.sqrt(ea2))
+                orth_b.append(math.sqrt(eb2))
+        extra = {**server.extra, **({"residual": residual} if ef else {})}
+        ok = sorted((u for u in updates if u.device in delivered), key=lambda u: u.device)
+        base_report = {"soft_rank": self.rank, "soft_mean_kept": float(np.mean([u.info["soft_keep"] for u in updates]))
+                       if updates else None}
+        if not ok:
+            return ServerState(g, extra), {**base_report, "aggregated": 0, "cross_cov_fro": None,
+                                           "soft_sparsification_error": None}
+        weights = data_weights(ok)
+        p = np.asarray(weights) / np.sum(weights)
+        new = dict(g)
+        effective = [dict(u.state) for u in ok]   # factors as aggregated (unsent -> global), for the covariance
+        for pfx, (a_key, b_key) in pairs.items():
+            As = [sent[u.device][pfx][0] for u in ok]
+            Bs = [sent[u.device][pfx][1] for u in ok]
+            masks = [sent[u.device][pfx][2] for u in ok]
+            new[a_key], new[b_key] = partial_rank_aggregate(g[a_key], g[b_key], As, Bs, masks, weights, o.aggregation)
+            for st, A, B, mk in zip(effective, As, Bs, masks):
+                st[a_key] = torch.where(mk[:, None], A, g[a_key])
+                st[b_key] = torch.where(mk[None, :], B, g[b_key])
+        new.update(average_heads([u.state for u in ok], weights))
+        report = {
+            **base_report, "aggregated": len(ok),
+            "cross_cov_fro": cross_cov_norm(effective, weights),
+            "soft_sparsification_error": float(sum(pk**2 * errors[u.device] for pk, u in zip(p, ok))),
+            "soft_relative_error": float(np.mean(rel_errors)),
+            "orth_err_a": float(np.mean(orth_a)), "orth_err_b": float(np.mean(orth_b)),
+            "score_sv_rel_err": float(np.mean(sv_gaps)) if sv_gaps else None,
+        }
+        return ServerState(new, extra), report
+
+    # -- payload --------------------------------------------------------------------------------
+    def _dims(self, state: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
+        return [(int(state[a].shape[1]), int(state[b].shape[0])) for a, b in lora_pairs(state).values()]
+
+    def _bits(self, state: dict[str, torch.Tensor], m: int) -> int:
+        o = self.options
+        factor_bits = soft_payload_bits(m, self._dims(state), self.rank, o.bits_per_value, o.index_coding)
+        return int(factor_bits) + tensor_bits(head_state(state))
+
+    def uplink_bits(self, update: ClientUpdate) -> int:
+        """Kept columns of B and rows of A, the index coding (``soft_payload``), and the head."""
+        return self._bits(update.state, int(update.info["soft_keep"]))
+
+    def planned_bits(self, server: ServerState, num_devices: int) -> tuple[np.ndarray, np.ndarray]:
+        m = int(kept_from_ratio(1.0 - self.options.keep_ratio, self.rank))
+        return (np.full(num_devices, float(self._bits(server.tensors, max(m, 1)))),
+                np.full(num_devices, float(tensor_bits(server.tensors))))
+
+    def planner_hints(self, server: ServerState) -> dict[str, Any]:
+        """For TSFA: the rank, the payload table S(m), m = 0..r (bits incl. head), and the relative
+        truncation-error curve of the global factors' scores (None while all scores are zero)."""
+        o, g = self.options, server.tensors
+        head = tensor_bits(head_state(g))
+        table = soft_payload_table(self.rank, self._dims(g), o.bits_per_value, o.index_coding) + head
+        curve = sum(truncation_error_curve(rank_importance(g[a], g[b])).double()
+                    for a, b in lora_pairs(g).values())
+        total = float(curve[0])
+        return {"soft_rank": self.rank, "soft_payload_bits": table.astype(float),
+                "soft_error_curve": (curve / total).numpy() if total > 0 else None}
