@@ -4,10 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AIRTUNE=${AIRTUNE:-.venv/bin/airtune}
+source scripts/lib.sh
 out=${1:-runs/aggregators}
 for s in fedit full_ft hetlora flexlora ffa_lora flora; do
-  [ -f "$out/sst2-$s/summary.json" ] && continue
-  if [ -d "$out/sst2-$s" ]; then "$AIRTUNE" run --quiet --resume "$out/sst2-$s"
-  else "$AIRTUNE" run --quiet "configs/aggregators/sst2-$s.yaml" --out "$out/sst2-$s"; fi
+  run_config "configs/aggregators/sst2-$s.yaml" "$out/sst2-$s"
 done
 "$AIRTUNE" report "$out"/sst2-* --out docs/results/aggregators

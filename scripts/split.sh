@@ -5,15 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AIRTUNE=${AIRTUNE:-.venv/bin/airtune}
+source scripts/lib.sh
 PY=${PY:-.venv/bin/python}
 out=${1:-runs/split}
 res=docs/results/split
 runs="split-random split-pooled split-shared fedit-random fullft-random split-lyapunov split-bestchannel split-full"
 for s in $runs; do
-  d="$out/sst2-$s"
-  [ -f "$d/summary.json" ] && continue
-  if [ -d "$d" ]; then "$AIRTUNE" run --quiet --resume "$d"
-  else "$AIRTUNE" run --quiet "configs/split/sst2-$s.yaml" --out "$d"; fi
+  run_config "configs/split/sst2-$s.yaml" "$out/sst2-$s"
 done
 # 1. split vs non-split federated LoRA vs full fine-tuning (and the split variants)
 "$AIRTUNE" report "$out"/sst2-{split-random,split-pooled,split-shared,fedit-random,fullft-random} --out "$res/methods"

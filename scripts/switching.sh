@@ -7,14 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AIRTUNE=${AIRTUNE:-.venv/bin/airtune}
+source scripts/lib.sh
 PY=${PY:-.venv/bin/python}
 out=${1:-runs/switching}
 docs=docs/results/switching
 for c in sst2-switching sst2-fedit sst2-full_ft sst2-hetlora sst2-flexlora \
          qnli-switching qnli-one_shot qnli-greedy qnli-no_energy; do
-  [ -f "$out/$c/summary.json" ] && continue
-  if [ -d "$out/$c" ]; then "$AIRTUNE" run --quiet --resume "$out/$c"
-  else "$AIRTUNE" run --quiet "configs/switching/$c.yaml" --out "$out/$c"; fi
+  run_config "configs/switching/$c.yaml" "$out/$c"
 done
 "$AIRTUNE" report "$out"/sst2-* --out "$docs/sst2" --target-accuracy 0.75
 "$AIRTUNE" report "$out"/qnli-* --out "$docs/qnli" --target-accuracy 0.6 \
