@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Reproduces docs/results/switching.md: the switching paradigm (paper 3) and its baselines.
-# Training runs (configs/switching/: SST-2 proposed + four federated baselines, QNLI proposed +
-# greedy / one-shot / without energy constraints), their plots and tables, then the allocation-only
-# sweeps (Algorithm 1, adaptive vs maximum power). Run under the CPU lock:
+# Training runs (configs/switching/): SST-2 proposed + four federated baselines at K = 20, 50 and
+# 100 devices, the proposed scheme with the ensemble of trained modules only, QNLI proposed +
+# greedy / one-shot / without energy constraints; their plots and tables; then the
+# allocation-only sweeps (Algorithm 1, adaptive vs maximum power). Run under the CPU lock:
 #   flock /tmp/airtune-cpu.lock bash scripts/switching.sh
+# SCHEMES="fedit ..." restricts the SST-2 schemes (e.g. to run the baselines first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AIRTUNE=${AIRTUNE:-.venv/bin/airtune}
@@ -11,11 +13,24 @@ source scripts/lib.sh
 PY=${PY:-.venv/bin/python}
 out=${1:-runs/switching}
 docs=docs/results/switching
-for c in sst2-switching sst2-fedit sst2-full_ft sst2-hetlora sst2-flexlora \
-         qnli-switching qnli-one_shot qnli-greedy qnli-no_energy; do
+schemes=${SCHEMES:-switching fedit full_ft hetlora flexlora}
+for k in 100 50 20; do
+  for s in $schemes; do
+    if [ "$k" = 100 ]; then run_config "configs/switching/sst2-$s.yaml" "$out/sst2-$s"
+    else run_config "configs/switching/sst2-$s.yaml" "$out/sst2-K$k-$s" num_devices=$k name=sst2-K$k-$s; fi
+  done
+done
+[ -n "${SCHEMES:-}" ] && exit 0
+run_config configs/switching/sst2-switching.yaml "$out/sst2-switching_trained" \
+  strategy.options.ensemble=trained name=sst2-switching_trained
+for c in qnli-switching qnli-one_shot qnli-greedy qnli-no_energy; do
   run_config "configs/switching/$c.yaml" "$out/$c"
 done
-"$AIRTUNE" report "$out"/sst2-* --out "$docs/sst2" --target-accuracy 0.75
+"$AIRTUNE" report "$out"/sst2-{switching,fedit,full_ft,hetlora,flexlora} --out "$docs/sst2" --target-accuracy 0.75
+"$AIRTUNE" report "$out"/sst2-* --out "$docs/sst2_devices" --target-accuracy 0.75 \
+  --sweep num_devices --series strategy.name
+"$AIRTUNE" report "$out"/sst2-switching "$out"/sst2-switching_trained --out "$docs/sst2_ensemble" \
+  --target-accuracy 0.75
 "$AIRTUNE" report "$out"/qnli-* --out "$docs/qnli" --target-accuracy 0.6 \
   --metric switch_energy_queue_mean --metric switch_budget_excess_j --metric switch_power_mean_w
 "$PY" scripts/switching_alloc.py "$docs" | tee "$docs/alloc_tables.md"

@@ -61,10 +61,11 @@ def distances(K: int, seed: int = 0) -> np.ndarray:
 
 
 def sweep_algorithm1(out: Path) -> None:
-    """Iterations and latency of the two-tier bisection vs tolerance and K."""
-    print("\n### Algorithm 1 (two-tier bandwidth bisection) vs tolerance and K\n")
-    print("| K | tol | outer iterations | inner iterations | wall ms | max upload latency (s) | weighted energy (J) |")
-    print("|---|---|---|---|---|---|---|")
+    """Iterations and latency of the two-tier search vs tolerance, K and the root finder."""
+    print("\n### Algorithm 1 (two-tier bandwidth search) vs tolerance, K and root finder\n")
+    print("| K | search | tol | outer iterations | inner iterations | wall ms | max upload latency (s) "
+          "| weighted energy (J) |")
+    print("|---|---|---|---|---|---|---|---|")
     tols = [1e-2, 1e-4, 1e-6, 1e-8, 1e-10, 1e-12]
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     for K in (10, 100, 1000):
@@ -74,24 +75,25 @@ def sweep_algorithm1(out: Path) -> None:
         x = np.eye(4, dtype=bool)[rng.integers(0, 4, K)]
         q = rng.uniform(0.1, 2.0, K)
         p = np.full(K, 0.2)
-        outer, lat = [], []
-        for tol in tols:
-            t0 = time.perf_counter()
-            res = bandwidth_for_switching(x, S, q, p, h, N0, B, rate_model="shannon", tol=tol)
-            ms = 1e3 * (time.perf_counter() - t0)
-            rate = shannon_rate_bps(res.bandwidth_hz, p, h, N0)
-            latency = float(np.max(x.astype(float) @ S / rate))
-            outer.append(res.iterations_outer)
-            lat.append(latency)
-            print(f"| {K} | {tol:g} | {res.iterations_outer} | {res.iterations_inner} | {ms:.1f} | {latency:.4g} | "
-                  f"{res.objective:.6g} |")
-        ax[0].semilogx(tols, outer, "o-", label=f"K={K}")
-        ax[1].semilogx(tols, lat, "o-", label=f"K={K}")
-    ax[0].set(xlabel="tolerance on B - sum b", ylabel="outer bisection iterations", title="Algorithm 1: iterations")
+        for search, style in (("bisection", "o-"), ("illinois", "s--")):
+            outer, lat = [], []
+            for tol in tols:
+                t0 = time.perf_counter()
+                res = bandwidth_for_switching(x, S, q, p, h, N0, B, rate_model="shannon", tol=tol, search=search)
+                ms = 1e3 * (time.perf_counter() - t0)
+                rate = shannon_rate_bps(res.bandwidth_hz, p, h, N0)
+                latency = float(np.max(x.astype(float) @ S / rate))
+                outer.append(res.iterations_outer)
+                lat.append(latency)
+                print(f"| {K} | {search} | {tol:g} | {res.iterations_outer} | {res.iterations_inner} | {ms:.1f} | "
+                      f"{latency:.4g} | {res.objective:.6g} |")
+            ax[0].semilogx(tols, outer, style, label=f"K={K}, {search}")
+            ax[1].semilogx(tols, lat, style, label=f"K={K}, {search}")
+    ax[0].set(xlabel="tolerance on B - sum b", ylabel="outer iterations", title="Algorithm 1: iterations")
     ax[1].set(xlabel="tolerance on B - sum b", ylabel="max upload latency (s)", title="Algorithm 1: latency")
     for a in ax:
         a.invert_xaxis()
-        a.legend()
+        a.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "algorithm1.png", dpi=110)
     plt.close(fig)

@@ -90,7 +90,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
     out = Path(ns.out) if ns.out else Path(ns.run_dirs[0]) / "report"
     result = make_report([Path(d) for d in ns.run_dirs], out, target_accuracy=ns.target_accuracy,
-                         metrics=ns.metric or ())
+                         metrics=ns.metric or (), sweep=ns.sweep, series=ns.series)
     print(result["table"])
     print(f"report: {result['report']}")
     for p in result["plots"]:
@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--target-accuracy", type=float, default=None)
     rep.add_argument("--metric", action="append", metavar="KEY",
                      help="also plot this metrics.jsonl key against the round (repeatable)")
+    rep.add_argument("--sweep", metavar="CONFIG_KEY",
+                     help="also plot rounds and simulated time to --target-accuracy against this config key "
+                          "(e.g. num_devices)")
+    rep.add_argument("--series", metavar="CONFIG_KEY", default="strategy.name",
+                     help="config key whose values are the lines of --sweep (default strategy.name)")
     rep.set_defaults(func=cmd_report)
     return parser
 

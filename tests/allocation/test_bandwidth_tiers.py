@@ -55,8 +55,9 @@ def slsqp(kw, floor):
     return out.fun * f0
 
 
+@pytest.mark.parametrize("search", ["bisection", "illinois"])
 @pytest.mark.parametrize("model", ["shannon", "fixed"])
-def test_agrees_with_slsqp_and_invariants(model):
+def test_agrees_with_slsqp_and_invariants(model, search):
     rng = np.random.default_rng(0 if model == "shannon" else 1)
     for _ in range(4):
         k_dev = int(rng.integers(2, 10))
@@ -64,7 +65,7 @@ def test_agrees_with_slsqp_and_invariants(model):
         extra = np.where(np.arange(k_dev) == 0, 0.9 * B_HZ / k_dev, 0.0)  # one binding floor
         kw["weights"][0] = 1e-3
         res = bt.two_tier_bandwidth(time_budget_s=rng.uniform(3, 20, k_dev),
-                                    min_bandwidth_hz=extra, **kw)
+                                    min_bandwidth_hz=extra, search=search, **kw)
         assert res.feasible and res.converged, res.message
         assert res.bandwidth_hz[0] == pytest.approx(res.min_bandwidth_hz[0], rel=1e-12)
         b = res.bandwidth_hz
@@ -82,10 +83,11 @@ def test_agrees_with_slsqp_and_invariants(model):
                                    / bt.rate_bps(b, **link(kw)), rtol=1e-12)
 
 
-def test_fixed_rate_closed_form():
+@pytest.mark.parametrize("search", ["bisection", "illinois"])
+def test_fixed_rate_closed_form(search):
     rng = np.random.default_rng(2)
     kw = instance(rng, 6, "fixed")
-    res = bt.two_tier_bandwidth(**kw)
+    res = bt.two_tier_bandwidth(search=search, **kw)
     c = np.log2(1 + kw["sinr_threshold"])
     expected = np.sqrt(kw["weights"] * kw["power_w"] * kw["payload_bits"] / (c * res.nu))
     np.testing.assert_allclose(res.bandwidth_hz, expected, rtol=1e-8)
@@ -94,11 +96,12 @@ def test_fixed_rate_closed_form():
     np.testing.assert_allclose(res.bandwidth_hz, B_HZ * share / share.sum(), rtol=1e-9)
 
 
-def test_agrees_with_waterfill_without_interference():
+@pytest.mark.parametrize("search", ["bisection", "illinois"])
+def test_agrees_with_waterfill_without_interference(search):
     rng = np.random.default_rng(3)
     kw = instance(rng, 8, "shannon", interference=False)
     floor = rng.uniform(0, 5e5, 8)
-    res = bt.two_tier_bandwidth(min_bandwidth_hz=floor, **kw)
+    res = bt.two_tier_bandwidth(min_bandwidth_hz=floor, search=search, **kw)
     wf = waterfill(kw["weights"], kw["payload_bits"], kw["power_w"], kw["channel_gain"], N0,
                    floor, B_HZ)
     np.testing.assert_allclose(res.bandwidth_hz, wf.bandwidth_hz, rtol=1e-8)
@@ -167,3 +170,18 @@ def test_unweighted_devices_tie_break_and_floor():
     kw["weights"] = np.array([1.0, 0.0, 2.0, 3.0])
     res = bt.two_tier_bandwidth(min_bandwidth_hz=1e5, **kw)
     assert res.bandwidth_hz[1] == pytest.approx(1e5)  # a zero-weight device sits on its floor
+
+
+def test_illinois_matches_bisection_with_far_fewer_steps():
+    """Same brackets and stopping rules: the same allocation at K = 1000, in fewer steps."""
+    rng = np.random.default_rng(7)
+    kw = instance(rng, 1000)
+    kw["payload_bits"] = kw["payload_bits"] / 100  # 10 kHz each: deadlines and floors still bind
+    extra = dict(time_budget_s=rng.uniform(5, 20, 1000), min_bandwidth_hz=rng.uniform(0, 2e3, 1000))
+    slow = bt.two_tier_bandwidth(**kw, **extra)
+    fast = bt.two_tier_bandwidth(**kw, **extra, search="illinois")
+    assert slow.converged and fast.converged, (slow.message, fast.message)
+    np.testing.assert_allclose(fast.bandwidth_hz, slow.bandwidth_hz, rtol=1e-8)
+    assert fast.objective == pytest.approx(slow.objective, rel=1e-10)
+    assert fast.iterations_inner < slow.iterations_inner / 4
+    assert fast.iterations_outer < slow.iterations_outer / 2

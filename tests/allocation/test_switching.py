@@ -230,6 +230,19 @@ def test_dual_ascent_beats_or_ties_greedy_and_flags():
     assert greedy.dual_objective == -np.inf and greedy.iterations == 0
 
 
+def test_patience_stops_early_at_a_point_it_had_found():
+    rng = np.random.default_rng(9)
+    cost, res = rng.normal(-1, 1, (300, 4)), rng.uniform(0.1, 1.0, (300, 4))
+    full = sw.switch_dual_ascent(cost, res, 20.0)
+    short = sw.switch_dual_ascent(cost, res, 20.0, patience=5)
+    assert short.iterations < full.iterations and "no better repaired point for 5" in short.message
+    assert short.feasible and not short.converged
+    assert short.primal_objective >= full.primal_objective - 1e-12  # a prefix of the same run
+    # the same run, cut: max_iter = short.iterations gives the identical point
+    cut = sw.switch_dual_ascent(cost, res, 20.0, max_iter=short.iterations)
+    np.testing.assert_array_equal(cut.x, short.x)
+
+
 def test_infeasible_capacity_is_data_not_exception():
     out = sw.switch_dual_ascent(-np.ones((3, 2)), np.ones((3, 2)), -1.0)
     assert not out.feasible and not out.converged and "negative" in out.message

@@ -218,3 +218,37 @@ def test_options_are_validated_with_the_field_named():
     assert any("allocation.options.switching" in e for e in allocator_option_errors(cfg))
     cfg = Config(allocation={"name": "model_switching", "options": {"V": 10.0, "power": "max"}})
     assert allocator_option_errors(cfg) == []
+
+
+def _scripts_round(K, V, eta, **opts):
+    """A round of scripts/switching_alloc.py's generator (where the cycle below was measured)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from switching_alloc import context as sctx, distances, round_inputs
+    ctx = sctx(K, K // 10)
+    pl = SwitchingPlanner({"deadline_s": 8.0, "V": V, "energy_coefficient": eta, **opts}, ctx)
+    return pl.plan(round_inputs(ctx, 0, distances(K)))
+
+
+def test_outer_loop_stops_when_an_iteration_goes_uphill_and_keeps_the_best():
+    # K = 100, V = 30, eta = 1: iterate 3 returns (up to 1e-3) to iterate 1's assignment, a cycle
+    plan = _scripts_round(100, 30.0, 1.0, max_outer=10)
+    trace = plan.extra["objective_trace"]
+    assert plan.extra["stop"] == "no_descent" and not plan.converged
+    assert plan.iterations == len(trace) == 3
+    assert trace[1] < trace[0] and trace[2] > trace[1] + 1e-4 * (1 + abs(trace[1]))
+    assert plan.objective == min(trace) == trace[1]
+    two = _scripts_round(100, 30.0, 1.0, max_outer=2)  # the same best iterate, without the extra step
+    assert two.extra["stop"] == "max_outer"
+    np.testing.assert_array_equal(two.extra["modules"], plan.extra["modules"])
+    np.testing.assert_allclose(two.bandwidth_hz, plan.bandwidth_hz, rtol=1e-12)
+
+
+def test_fast_settings_give_the_paper_settings_plan_to_solver_precision():
+    # Illinois vs bisection in Algorithm 1 and dual-ascent patience: same round, near-equal J
+    fast = _scripts_round(100, 100.0, 0.1)
+    paper = _scripts_round(100, 100.0, 0.1, bandwidth_search="bisection", dual_patience=None)
+    assert fast.num_selected == paper.num_selected
+    assert fast.objective == pytest.approx(paper.objective, rel=2e-3)
+    assert fast.extra["switching_iterations"] < paper.extra["switching_iterations"]

@@ -50,6 +50,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from airtune.allocation.bandwidth import min_bandwidth_for_rate
+from airtune.allocation.roots import BracketMethod, bracket_root, false_position_point
 
 __all__ = [
     "BandwidthTierResult",
@@ -304,24 +305,26 @@ def deadline_min_bandwidth_hz(
 # --------------------------------------------------------------------------- Algorithm 1
 
 
-def _inner(log_nu, log_w, lo, hi, args, model, max_inner):
-    """Per-device bisection on ln b for pi_k(b) = nu, clipped to [lo, hi]; all devices at once."""
-    def log_pi(b):
-        r, dr = _rate_and_slope(b, *args, model)
-        return log_w + np.log(dr) - 2.0 * np.log(r)
+def _inner(log_nu, log_w, lo, hi, args, model, max_inner, search="bisection"):
+    """Per-device root of ln pi_k(b) = ln nu in u = ln b, clipped to [lo, hi]; all devices at once."""
+    def log_pi(b, idx=slice(None)):
+        r, dr = _rate_and_slope(b, *(a[idx] for a in args), model)
+        return log_w[idx] + np.log(dr) - 2.0 * np.log(r)
 
-    b = np.where(log_pi(lo) <= log_nu, lo, hi)  # bracket ends where the root lies outside
-    active = (log_pi(lo) > log_nu) & (log_pi(hi) < log_nu)
-    u_lo, u_hi = np.log(lo), np.log(hi)
-    it = 0
-    while it < max_inner and np.any(active & (u_hi - u_lo > 1e-13)):
-        it += 1
-        mid = 0.5 * (u_lo + u_hi)
-        above = log_pi(np.exp(mid)) > log_nu  # price still above nu: more bandwidth
-        u_lo = np.where(active & above, mid, u_lo)
-        u_hi = np.where(active & ~above, mid, u_hi)
-    b = np.where(active, np.exp(0.5 * (u_lo + u_hi)), b)
-    return b, it, not np.any(active & (u_hi - u_lo > 1e-13))
+    at_lo, at_hi = log_pi(lo), log_pi(hi)
+    b = np.where(at_lo <= log_nu, lo, hi)  # bracket ends where the root lies outside
+    active = np.flatnonzero((at_lo > log_nu) & (at_hi < log_nu))
+    if active.size == 0:
+        return b, 0, True
+
+    def g(u, idx):
+        return log_pi(np.exp(u), active[idx]) - log_nu
+
+    u, it, ok = bracket_root(g, np.log(lo[active]), np.log(hi[active]), at_lo[active] - log_nu,
+                             at_hi[active] - log_nu, method=search, xtol=1e-13,
+                             ftol=0.0 if search == "bisection" else 1e-12, max_iter=max_inner)
+    b[active] = np.exp(u)
+    return b, it, ok
 
 
 def two_tier_bandwidth(
@@ -340,6 +343,7 @@ def two_tier_bandwidth(
     tol: float = 1e-10,
     max_outer: int = 200,
     max_inner: int = 200,
+    search: BracketMethod = "bisection",
 ) -> BandwidthTierResult:
     r"""Algorithm 1 [R]: minimise weighted upload energy by two-tier bisection (module docstring).
 
@@ -374,6 +378,10 @@ def two_tier_bandwidth(
         Relative tolerance on :math:`B - \sum_k b_k`.
     max_outer, max_inner : int, default 200
         Iteration caps of the two tiers.
+    search : {"bisection", "illinois"}, default "bisection"
+        Root finder of both tiers (:mod:`airtune.allocation.roots`): the paper's bisection, or
+        Illinois false position (same brackets and stopping rules, superlinear; the outer tier
+        then works on :math:`\ln\sum_kb_k-\ln B`, nearly linear in :math:`\ln\nu`).
 
     Returns
     -------
@@ -446,22 +454,31 @@ def two_tier_bandwidth(
             return log_w + np.log(dr) - 2.0 * np.log(r)
 
         lnu_lo, lnu_hi = float(np.min(log_pi(hi))), float(np.max(log_pi(lo_on)))
-        b_hi, it, ok_in = _inner(lnu_hi, log_w, lo_on, hi, args, rate_model, max_inner)
+        b_hi, it, ok_in = _inner(lnu_hi, log_w, lo_on, hi, args, rate_model, max_inner, search)
         it_in += it
         converged &= ok_in
-        b_on = b_hi
+        b_on, off = b_hi, float(np.sum(b[~on]))
+        # g(ln nu) = ln(sum b) - ln B: positive at lnu_lo (every b_k at its cap), <= 0 at lnu_hi
+        g_lo, g_hi = math.log(np.sum(hi) + off) - math.log(total), math.log(np.sum(b_hi) + off) - math.log(total)
+        side = 0
         while it_out < max_outer:
-            if total - (np.sum(b_on) + np.sum(b[~on])) <= tol * total or lnu_hi - lnu_lo <= 1e-15:
+            if total - (np.sum(b_on) + off) <= tol * total or lnu_hi - lnu_lo <= 1e-15:
                 break
             it_out += 1
-            mid = 0.5 * (lnu_lo + lnu_hi)
-            b_mid, it, ok_in = _inner(mid, log_w, lo_on, hi, args, rate_model, max_inner)
+            mid = 0.5 * (lnu_lo + lnu_hi) if search == "bisection" else float(
+                false_position_point(lnu_lo, lnu_hi, g_lo, g_hi))
+            b_mid, it, ok_in = _inner(mid, log_w, lo_on, hi, args, rate_model, max_inner, search)
             it_in += it
             converged &= ok_in
-            if np.sum(b_mid) + np.sum(b[~on]) > total:  # total exceeds the budget: raise nu
-                lnu_lo = mid
+            g_mid = math.log(np.sum(b_mid) + off) - math.log(total)
+            if g_mid > 0:  # total exceeds the budget: raise nu
+                lnu_lo, g_lo = mid, g_mid
+                g_hi *= 0.5 if side == -1 else 1.0  # Illinois: lo moved twice
+                side = -1
             else:
-                lnu_hi, b_on = mid, b_mid
+                lnu_hi, g_hi, b_on = mid, g_mid, b_mid
+                g_lo *= 0.5 if side == 1 else 1.0
+                side = 1
         residual = total - np.sum(b_on) - np.sum(b[~on])
         converged &= residual <= tol * total or lnu_hi - lnu_lo <= 1e-15
         above = b_on - lo_on  # spread the rounding residual over devices above their floor

@@ -398,6 +398,7 @@ def switch_dual_ascent(
     max_iter: int = 100,
     tol: float = 1e-6,
     mu0: ArrayLike | None = None,
+    patience: int | None = None,
 ) -> SwitchingResult:
     r"""Model switching by Lagrangian dual ascent with primal repair (module docstring).
 
@@ -421,6 +422,10 @@ def switch_dual_ascent(
         :math:`\epsilon` of the stopping rule.
     mu0 : array_like, shape (L,), optional
         Warm start (default zeros).
+    patience : int, optional
+        Also stop once the best repaired point has not improved for this many iterations
+        (the integer problem keeps a duality gap, so ``tol`` alone rarely stops before
+        ``max_iter``). Default: off.
 
     Returns
     -------
@@ -452,7 +457,7 @@ def switch_dual_ascent(
     best_module, best_primal, best_dual = -np.ones(k_dev, dtype=int), 0.0, -np.inf
     x_bar = np.zeros((k_dev, m_mod))
     seen: set[bytes] = set()
-    converged, message, it = False, f"reached max_iter={max_iter}", 0
+    converged, message, it, last_gain = False, f"reached max_iter={max_iter}", 0, 0
     for it in range(1, int(max_iter) + 1):
         module, vals = _best_response(masked, res, mu, group)
         usage = _usage(module, res, group, cap.size)
@@ -467,10 +472,14 @@ def switch_dual_ascent(
             cand = _fill(_drop(cand, masked, res, cap, group), masked, res, cap, group)
             val = _objective(cand, masked)
             if val < best_primal:
-                best_module, best_primal = cand, val
+                best_module, best_primal, last_gain = cand, val, it
         if best_primal - best_dual <= tol * (1.0 + abs(best_primal)):
             converged = True
             message = f"duality gap {best_primal - best_dual:.3g} <= tol after {it} iterations"
+            break
+        if patience is not None and it - last_gain >= patience:
+            message = (f"no better repaired point for {patience} iterations (stopped after {it}; "
+                       f"duality gap {best_primal - best_dual:.3g})")
             break
         mu = np.maximum(mu + step0 / np.sqrt(it) * (usage - cap), 0.0)
     return _finish(best_module, masked, res, cap, group, mu, best_dual, it, converged, message,

@@ -13,7 +13,11 @@ Each round the planner minimises the drift-plus-penalty objective [neely2010lyap
 Shannon rate the runner uses, :math:`Q_k` the energy queues, :math:`\eta` the
 energy-efficiency coefficient, :math:`H_k` the participation queues of constraint (7f)) by
 block-coordinate descent over the three existing subproblem solvers, until :math:`J` changes
-by at most ``tol`` :math:`\cdot(1+|J|)` or ``max_outer`` iterations:
+by at most ``tol`` :math:`\cdot(1+|J|)`, an iteration raises :math:`J` above the best
+iterate by more than that (``stop = "no_descent"``: the switching step works on a
+linearisation of :math:`\mathcal G`, so a step can go uphill and the iterates then cycle
+between two assignments; measured at K = 1000 in ``benchmarks/switching_alloc.py``), or
+``max_outer`` iterations:
 
 1. **model switching** (:mod:`airtune.allocation.switching`): costs
    :math:`c_{k,m}=V\Delta\mathcal G_{k,m}+(Q_k+\eta)E_{k,m}-H_k` with :math:`\mathcal G`
@@ -97,6 +101,11 @@ class SwitchingPlannerOptions(BaseModel):
     max_outer: PositiveInt = Field(10, description="outer (block-coordinate) iterations at most")
     dual_max_iter: PositiveInt = Field(100, description="dual-ascent iterations at most")
     dual_tol: float = Field(1e-6, gt=0, description="dual-ascent duality-gap tolerance")
+    dual_patience: PositiveInt | None = Field(
+        20, description="dual ascent also stops after this many iterations without a better point; null: off")
+    bandwidth_search: Literal["bisection", "illinois"] = Field(
+        "illinois", description="root finder of Algorithm 1's two tiers: bisection (as named in the paper) or "
+                                "Illinois false position (same solution, fewer steps)")
     power_grid_points: int = Field(64, ge=3, description="coarse grid of the power solver")
     min_power_fraction: float = Field(0.01, gt=0, le=1, description="lowest power as a fraction of p_max")
     min_bandwidth_fraction: float = Field(
@@ -197,6 +206,10 @@ def round_objective(x, bandwidth_hz, power_w, payload_bits, inputs: RoundInputs,
     return j, energy
 
 
+_STOP_MESSAGES = {"converged": "converged", "max_outer": "max_outer reached",
+                  "no_descent": "stopped (an iteration increased J; best iterate kept)"}
+
+
 @ALLOCATORS.register("model_switching")
 class SwitchingPlanner(Planner):
     """Online model switching, bandwidth and power (Algorithm 2 [R]); state: queues, multipliers."""
@@ -280,7 +293,7 @@ class SwitchingPlanner(Planner):
         resource = np.where(eligible, np.maximum(floors, B / n_max), B)
 
         x, b_est, p = np.zeros((K, M), bool), np.full(K, B / n_max), p_max.copy()
-        best, trace, sw_iters, j_prev, converged = None, [], 0, None, False
+        best, trace, sw_iters, j_prev, stop = None, [], 0, None, "max_outer"
         for it in range(1, int(o.max_outer) + 1):
             # (1) model switching on the linearised bound
             succ = radio.success(dist, p, b_est)
@@ -300,27 +313,31 @@ class SwitchingPlanner(Planner):
             if sel.any():
                 b = bandwidth_for_switching(x, S, w_e, p, h, radio.n0, B, time_budget_s=budget_up,
                                             min_bandwidth_hz=np.full(K, o.min_bandwidth_fraction * B / n_max),
-                                            rate_model="shannon").bandwidth_hz
+                                            rate_model="shannon", search=o.bandwidth_search).bandwidth_hz
             p_new = self._power(x, S, b, inputs, w_e, V, risk, budget_up) if o.power == "adaptive" \
                 else p_max.copy()
             j, _ = round_objective(x, b, np.where(sel, p_new, 0.0), S, inputs, radio, w_e, H, V, risk)
             trace.append(j)
+            if j_prev is not None and abs(j - j_prev) <= o.tol * (1.0 + abs(j_prev)):
+                stop = "converged"
+            elif best is not None and j > best[0] + o.tol * (1.0 + abs(best[0])):
+                stop = "no_descent"  # the linearised switching step left the best point: a cycle
             if best is None or j < best[0]:
                 best = (j, x.copy(), b.copy(), p_new.copy(), res)
-            p, b_est = np.where(sel, p_new, p_max), np.where(sel, b, B / n_max)
-            if j_prev is not None and abs(j - j_prev) <= o.tol * (1.0 + abs(j_prev)):
-                converged = True
+            if stop != "max_outer":
                 break
+            p, b_est = np.where(sel, p_new, p_max), np.where(sel, b, B / n_max)
             j_prev = j
         j, x, b, p, res = best
+        converged = stop == "converged"
         self.mu = np.asarray(res.mu, float).copy()
         sel = x.any(axis=1)
         module = modules_from_assignment(x)
         return Allocation(
             selected=sel, bandwidth_hz=np.where(sel, b, 0.0), power_w=np.where(sel, p, 0.0), objective=j,
             converged=converged, iterations=len(trace),
-            message=f"{'converged' if converged else 'max_outer reached'} after {len(trace)} outer iterations",
-            extra={"modules": module, "module_ranks": [int(r) for r in ranks], "mu": self.mu.copy(),
+            message=f"{_STOP_MESSAGES[stop]} after {len(trace)} outer iterations",
+            extra={"stop": stop, "modules": module, "module_ranks": [int(r) for r in ranks], "mu": self.mu.copy(),
                    "switching_iterations": sw_iters, "objective_trace": trace, "switching_gap": res.gap,
                    "eligible_devices": int(eligible.any(axis=1).sum())})
 
@@ -342,7 +359,8 @@ class SwitchingPlanner(Planner):
             if self.kept is None:  # decided once, for every device, then kept for ever
                 self.kept = self._one_shot_modules(cost, eligible, risk, succ)
             return switch_one_shot(self.kept, cost, resource, capacity, eligible, participate="if_beneficial")[0]
-        return switch_dual_ascent(cost, resource, capacity, eligible, max_iter=o.dual_max_iter, tol=o.dual_tol)
+        return switch_dual_ascent(cost, resource, capacity, eligible, max_iter=o.dual_max_iter, tol=o.dual_tol,
+                                  patience=o.dual_patience)
 
     def _one_shot_modules(self, cost, eligible, risk: _Risk, succ) -> np.ndarray:
         """Round 0 of ``one_shot``: a module for every eligible device (dual ascent with the
@@ -354,7 +372,7 @@ class SwitchingPlanner(Planner):
         quotas = ensemble_module_quotas(int(part.sum()), float(np.mean((succ * risk.d)[part])) if part.any()
                                         else 0.0, risk.r, risk.p, risk.coef)
         res = switch_dual_ascent(cost, 1.0, quotas.astype(float), eligible, max_iter=self.options.dual_max_iter,
-                                 tol=self.options.dual_tol)
+                                 tol=self.options.dual_tol, patience=self.options.dual_patience)
         return res.module
 
     def _power(self, x, S, b, inputs, w_e, V, risk: _Risk, budget_up) -> np.ndarray:

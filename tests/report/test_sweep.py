@@ -1,0 +1,68 @@
+"""`airtune report --sweep`: rounds and simulated time to target against a config value."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from airtune.cli import main
+from airtune.errors import AirtuneError
+from airtune.report import load_runs, make_report
+from airtune.report.sweep import sweep_points
+
+from .test_report import PNG_MAGIC, write_run
+
+
+def sweep_run(tmp_path, strategy, k, accs):
+    d = write_run(tmp_path / f"{strategy}-K{k}", f"{strategy}-K{k}", strategy, accs)
+    cfg = yaml.safe_load((d / "config.resolved.yaml").read_text())
+    cfg["num_devices"] = k
+    (d / "config.resolved.yaml").write_text(yaml.safe_dump(cfg))
+    return d
+
+
+@pytest.fixture
+def grid(tmp_path):
+    return [sweep_run(tmp_path, "fedit", 50, [0.5, 0.7, 0.8, 0.6]),   # reaches 0.75 after round 3
+            sweep_run(tmp_path, "fedit", 20, [0.76, 0.7, 0.8, 0.9]),   # after round 1
+            sweep_run(tmp_path, "soft", 20, [0.5, None, 0.6, 0.7])]    # never
+
+
+def test_points_by_hand(grid):
+    pts = sweep_points(load_runs(grid), "num_devices", "strategy.name", 0.75)
+    assert [(p["series"], p["x"]) for p in pts] == [("fedit", 20), ("fedit", 50), ("soft", 20)]
+    # write_run logs sim_time_s = 2 (round + 1): round 1 -> 2 s, round 3 -> 6 s
+    assert [p["rounds_to_target"] for p in pts] == [1, 3, None]
+    assert [p["time_to_target_s"] for p in pts] == [2.0, 6.0, None]
+    assert pts[2]["best_accuracy"] == 0.7 and pts[1]["final_accuracy"] == 0.6
+
+
+def test_make_report_with_sweep_writes_the_table_and_two_pngs(grid, tmp_path):
+    res = make_report(grid, tmp_path / "rep", target_accuracy=0.75, sweep="num_devices")
+    names = {p.name for p in res["plots"]}
+    assert {"sweep_num_devices_rounds.png", "sweep_num_devices_time.png"} <= names
+    for p in res["plots"]:
+        assert p.read_bytes()[:8] == PNG_MAGIC
+    md = res["report"].read_text()
+    assert "| fedit | 50 | fedit-K50 | 3 | 6.00 |" in md
+    assert "| soft | 20 | soft-K20 | not reached in 4 | — |" in md
+
+
+def test_sweep_errors_are_one_line_and_write_nothing(grid, tmp_path):
+    with pytest.raises(AirtuneError, match="--sweep num_devices needs a target; fix: add --target-accuracy"):
+        make_report(grid, tmp_path / "a", sweep="num_devices")
+    with pytest.raises(AirtuneError, match="no config key 'lora.rank'; fix"):
+        make_report(grid, tmp_path / "b", target_accuracy=0.75, sweep="lora.rank")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_cli_sweep(grid, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["report", *map(str, grid), "--out", str(out), "--target-accuracy", "0.75",
+                 "--sweep", "num_devices", "--series", "strategy.name"])
+    assert code == 0 and (out / "sweep_num_devices_rounds.png").is_file()
+    assert "| fedit | 20 | fedit-K20 | 1 | 2.00 |" in (out / "report.md").read_text()
+    capsys.readouterr()
+    code = main(["report", str(grid[0]), "--out", str(tmp_path / "bad"), "--sweep", "num_devices"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--target-accuracy" in err[0]
