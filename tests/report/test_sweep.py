@@ -28,6 +28,16 @@ def grid(tmp_path):
             sweep_run(tmp_path, "soft", 20, [0.5, None, 0.6, 0.7])]    # never
 
 
+def test_seeds_are_averaged_over_the_runs_that_reached(grid, tmp_path):
+    again = write_run(tmp_path / "fedit-K20-s1", "fedit-K20-s1", "fedit", [0.5, 0.6, 0.7, 0.78])  # round 4
+    cfg = yaml.safe_load((again / "config.resolved.yaml").read_text())
+    (again / "config.resolved.yaml").write_text(yaml.safe_dump({**cfg, "num_devices": 20}))
+    res = make_report([*grid, again], tmp_path / "rep", target_accuracy=0.75, sweep="num_devices")
+    md = res["report"].read_text()
+    assert "| fedit | 20 | 2 / 2 | 2.50 | 5.00 | 0.8400 |" in md  # rounds 1 and 4, times 2 s and 8 s
+    assert "| soft | 20 | 0 / 1 | — | — | 0.7000 |" in md
+
+
 def test_points_by_hand(grid):
     pts = sweep_points(load_runs(grid), "num_devices", "strategy.name", 0.75)
     assert [(p["series"], p["x"]) for p in pts] == [("fedit", 20), ("fedit", 50), ("soft", 20)]

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from airtune.errors import DataError
 from airtune.report.runs import Run
-from airtune.report.tables import _num, run_stats
+from airtune.report.tables import _acc, _num, run_stats
 
 __all__ = ["config_value", "sweep_points", "sweep_table", "plot_sweep"]
 
@@ -52,45 +52,71 @@ def sweep_points(runs: Sequence[Run], key: str, series: str, target_accuracy: fl
     return sorted(points, key=lambda p: (p["series"], float(p["x"])))
 
 
+def _groups(points: list[dict[str, Any]]) -> list[tuple[str, Any, list[dict[str, Any]]]]:
+    """``(series, x, points)`` per distinct pair, in the order of :func:`sweep_points`."""
+    keys = list(dict.fromkeys((p["series"], p["x"]) for p in points))
+    return [(name, x, [p for p in points if (p["series"], p["x"]) == (name, x)]) for name, x in keys]
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 def sweep_table(points: list[dict[str, Any]], key: str, series: str, target_accuracy: float) -> str:
-    """Markdown table of :func:`sweep_points` ("not reached in N rounds" where the target was missed)."""
-    lines = [f"### Rounds and simulated time to accuracy {target_accuracy:g} vs `{key}`", "",
-             f"| `{series}` | `{key}` | run | rounds to {target_accuracy:g} | simulated time to {target_accuracy:g} (s) "
-             "| best accuracy | final accuracy |",
-             "|---|---:|---|---:|---:|---:|---:|"]
+    """Markdown: one row per (series, value) with the means over its runs (seeds) that reached the
+    target, then one row per run ("not reached in N rounds" where it missed)."""
+    t = f"{target_accuracy:g}"
+    lines = [f"### Rounds and simulated time to accuracy {t} vs `{key}`", "",
+             f"Means over the runs that reached {t}; the per-run rows follow.", "",
+             f"| `{series}` | `{key}` | runs reaching {t} | mean rounds to {t} | mean simulated time to {t} (s) "
+             "| mean best accuracy |", "|---|---:|---:|---:|---:|---:|"]
+    for name, x, pts in _groups(points):
+        hit = [p for p in pts if p["rounds_to_target"] is not None]
+        lines.append(f"| {name} | {x} | {len(hit)} / {len(pts)} | {_num(_mean([p['rounds_to_target'] for p in hit]))} "
+                     f"| {_num(_mean([p['time_to_target_s'] for p in hit if p['time_to_target_s'] is not None]))} "
+                     f"| {_acc(_mean([p['best_accuracy'] for p in pts if p['best_accuracy'] is not None]))} |")
+    lines += ["", f"| `{series}` | `{key}` | run | rounds to {t} | simulated time to {t} (s) "
+              "| best accuracy | final accuracy |", "|---|---:|---|---:|---:|---:|---:|"]
     for p in points:
         reached = p["rounds_to_target"] is not None
         rounds = str(p["rounds_to_target"]) if reached else f"not reached in {p['rounds']}"
         lines.append(f"| {p['series']} | {p['x']} | {p['label']} | {rounds} | "
-                     f"{_num(p['time_to_target_s']) if reached else '—'} | {_num(p['best_accuracy'])} | "
-                     f"{_num(p['final_accuracy'])} |")
+                     f"{_num(p['time_to_target_s']) if reached else '—'} | {_acc(p['best_accuracy'])} | "
+                     f"{_acc(p['final_accuracy'])} |")
     return "\n".join(lines) + "\n"
 
 
 def plot_sweep(points: list[dict[str, Any]], key: str, target_accuracy: float,
                out_dir: str | os.PathLike[str]) -> list[Path]:
-    """``sweep_<key>_rounds.png`` and ``sweep_<key>_time.png``: one line per series; a run that
-    never reached the target is drawn as an open marker at its number of rounds (a lower bound)."""
+    """``sweep_<key>_rounds.png`` and ``sweep_<key>_time.png``: per series, every run as a small
+    dot and a line through the means of the runs that reached the target; a run that never
+    reached it is an open marker at its number of rounds (a lower bound; rounds plot only)."""
     from airtune.report.plots import _finish, _new_axes
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = []
-    for what, ylabel in (("rounds", "rounds to reach"), ("time", "simulated time (s) to reach")):
-        fig, ax = _new_axes(f"{ylabel.split(' to')[0].capitalize()} to accuracy {target_accuracy:g} vs {key}",
-                            key, f"{ylabel} {target_accuracy:g}")
+    for what, field, ylabel in (("rounds", "rounds_to_target", "rounds to reach"),
+                                ("time", "time_to_target_s", "simulated time (s) to reach")):
+        title = "Rounds" if what == "rounds" else "Simulated time"
+        fig, ax = _new_axes(f"{title} to accuracy {target_accuracy:g} vs {key}", key,
+                            f"{ylabel} {target_accuracy:g}")
         plotted = False
         for name in dict.fromkeys(p["series"] for p in points):
-            pts = [p for p in points if p["series"] == name]
-            field = "rounds_to_target" if what == "rounds" else "time_to_target_s"
-            hit = [(float(p["x"]), float(p[field])) for p in pts if p[field] is not None]
-            line = ax.plot([x for x, _ in hit], [y for _, y in hit], marker="o", label=name)[0] if hit else None
-            if what == "rounds":
-                miss = [(float(p["x"]), float(p["rounds"])) for p in pts if p["rounds_to_target"] is None]
-                if miss:
-                    ax.plot([x for x, _ in miss], [y for _, y in miss], linestyle="none", marker="o",
-                            markerfacecolor="none", color=line.get_color() if line else None,
-                            label=None if line else f"{name} (not reached)")
-            plotted |= bool(hit)
+            groups = [(float(x), pts) for n, x, pts in _groups(points) if n == name]
+            means = [(x, _mean([float(p[field]) for p in pts if p[field] is not None])) for x, pts in groups]
+            means = [(x, m) for x, m in means if m is not None]
+            color = None
+            if means:
+                color = ax.plot([x for x, _ in means], [m for _, m in means], marker="o", label=name)[0].get_color()
+                plotted = True
+            dots = [(x, float(p[field])) for x, pts in groups for p in pts if p[field] is not None]
+            if len(dots) > len(means):  # several runs at a value: show each
+                ax.plot([x for x, _ in dots], [y for _, y in dots], linestyle="none", marker=".", color=color,
+                        alpha=0.5)
+            miss = [(x, float(p["rounds"])) for x, pts in groups for p in pts if p["rounds_to_target"] is None]
+            if what == "rounds" and miss:
+                ax.plot([x for x, _ in miss], [y for _, y in miss], linestyle="none", marker="o",
+                        markerfacecolor="none", color=color, label=None if means else f"{name} (not reached)")
         files.append(_finish(fig, ax, out / f"sweep_{key.replace('.', '_')}_{what}.png", plotted))
     return files
