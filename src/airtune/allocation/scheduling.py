@@ -28,11 +28,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from airtune.allocation.bandwidth import (
-    min_bandwidth_for_deadline,
     upload_energy_j,
     waterfill,
 )
 from airtune.allocation.lyapunov import EnergyQueues
+from airtune.allocation.min_bandwidth import min_bandwidth_for_deadline
 from airtune.allocation.result import Allocation
 
 __all__ = ["MAX_EXHAUSTIVE_DEVICES", "PAPER1_SOLVERS", "schedule_lyapunov"]

@@ -53,23 +53,23 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from airtune.allocation.bandwidth_tiers import bandwidth_for_switching, deadline_min_bandwidth_hz
+from airtune.allocation.bandwidth_tiers import bandwidth_for_switching
 from airtune.allocation.planner import Planner, PlannerContext, RoundInputs, RoundOutcome
 from airtune.allocation.power import PowerProblem, solve_power
+from airtune.allocation.rate_model import deadline_min_bandwidth_hz
 from airtune.allocation.result import Allocation
 from airtune.allocation.risk import RiskCoefficients, risk_gap_bound, risk_gap_marginal
 from airtune.allocation.risk_ensemble import (
     ensemble_module_quotas, ensemble_outage_weight, ensemble_risk_gap, ensemble_risk_marginal,
 )
 from airtune.allocation.switching import (
-    assignment_from_modules, modules_from_assignment, step_participation_queues, switch_dual_ascent,
-    switch_greedy, switch_one_shot, switching_costs,
+    assignment_from_modules, modules_from_assignment, switch_dual_ascent, switch_greedy, switch_one_shot,
 )
+from airtune.allocation.switching_problem import step_participation_queues, switching_costs
 from airtune.errors import ConfigError
 from airtune.registry import ALLOCATORS
-from airtune.wireless.channel import (
-    path_gain_at_1m_from_db, path_loss_exponent_from_slope, ppp_success_probability, shannon_rate_bps,
-)
+from airtune.wireless.channel import path_gain_at_1m_from_db, path_loss_exponent_from_slope, shannon_rate_bps
+from airtune.wireless.outage import ppp_success_probability
 from airtune.wireless.units import db_to_linear, dbm_to_w
 
 __all__ = ["SwitchingPlanner", "SwitchingPlannerOptions", "module_payload_bits", "outage_weight",

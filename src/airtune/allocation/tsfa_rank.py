@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from airtune.allocation.tsfa import _as_k, min_max_latency
+from airtune.allocation.tsfa import _as_k
+from airtune.allocation.tsfa_deadline import min_max_latency
 from airtune.lora.soft_payload import IndexCoding, soft_payload_table
 
 __all__ = ["RankBoundCoeffs", "RankChoice", "choose_rank"]

@@ -12,11 +12,11 @@ import numpy as np
 from airtune.allocation.result import Allocation
 from airtune.config import Config
 from airtune.wireless.channel import (
-    ChannelState, path_gain_at_1m_from_db, path_loss_exponent_from_slope, ppp_success_probability,
-    sample_delivery, shannon_rate_bps,
+    ChannelState, path_gain_at_1m_from_db, path_loss_exponent_from_slope, shannon_rate_bps,
 )
 from airtune.wireless.cost import RoundCost, round_costs
 from airtune.wireless.devices import DeviceProfiles
+from airtune.wireless.outage import ppp_success_probability, sample_delivery
 from airtune.wireless.units import db_to_linear, dbm_to_w
 
 

@@ -1,8 +1,10 @@
-r"""Pure tensor maths on LoRA factors: deltas, weighted means, FedIT, FFA-LoRA and SOFT.
+r"""Pure tensor maths on LoRA factors: deltas, weighted means, FedIT and FFA-LoRA.
 
 Every function works on *one* adapted matrix; callers loop over layers. Nothing here touches
 PEFT, configuration, logging or a global RNG. Heterogeneous-rank rules (HetLoRA, FlexLoRA,
-FLoRA) live in :mod:`airtune.lora.ops_hetero`.
+FLoRA) live in :mod:`airtune.lora.ops_hetero`; SOFT's rank importance, truncation and
+orthogonality in :mod:`airtune.lora.ops_soft`, factor and weight validation in
+:mod:`airtune.lora.checks` (both re-exported here).
 
 Conventions (those of PEFT)
 ---------------------------
@@ -33,6 +35,18 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from airtune.lora.checks import (
+    Weights, _acc_dtype, check_factor_lists, check_factors, normalize_weights,
+)
+from airtune.lora.ops_soft import (
+    orthogonality_error,
+    orthogonality_penalty,
+    rank_importance,
+    top_m_components,
+    truncation_error_curve,
+    truncation_error_from_scores,
+)
+
 __all__ = [
     "lora_scale",
     "lora_delta",
@@ -52,90 +66,6 @@ __all__ = [
     "orthogonality_error",
     "orthogonality_penalty",
 ]
-
-Weights = Sequence[float] | Tensor
-
-
-# --------------------------------------------------------------------------- validation helpers
-def check_factors(A: Tensor, B: Tensor, name: str = "") -> tuple[int, int, int]:
-    """Check that ``A: (r, n)`` and ``B: (d, r)`` form a LoRA pair; return ``(d, r, n)``."""
-    if A.ndim != 2 or B.ndim != 2:
-        raise ValueError(
-            f"LoRA factors{name} must be 2-D (A: (r, n), B: (d, r)); got A{tuple(A.shape)}, "
-            f"B{tuple(B.shape)}. Pass one adapted matrix at a time."
-        )
-    r, n = A.shape
-    d, r_b = B.shape
-    if r != r_b:
-        raise ValueError(
-            f"rank mismatch{name}: A{tuple(A.shape)} has {r} rows but B{tuple(B.shape)} has "
-            f"{r_b} columns; the PEFT layout is A: (r, d_in), B: (d_out, r)."
-        )
-    return d, r, n
-
-
-def check_factor_lists(As: Sequence[Tensor], Bs: Sequence[Tensor]) -> tuple[int, list[int], int]:
-    """Check ``K >= 1`` LoRA pairs of one adapted matrix; return ``(d, ranks, n)``."""
-    if len(As) == 0 or len(As) != len(Bs):
-        raise ValueError(
-            f"need as many A factors as B factors (at least one); got {len(As)} and {len(Bs)}."
-        )
-    dims = [check_factors(A, B, name=f" of device {k}") for k, (A, B) in enumerate(zip(As, Bs))]
-    d0, _, n0 = dims[0]
-    for k, (d, _, n) in enumerate(dims):
-        if (d, n) != (d0, n0):
-            raise ValueError(
-                f"device {k} adapts a ({d}, {n}) matrix but device 0 a ({d0}, {n0}) one; "
-                "aggregate one adapted matrix (one layer) at a time."
-            )
-    return d0, [r for _, r, _ in dims], n0
-
-
-def normalize_weights(weights: Weights, num: int, like: Tensor | None = None) -> Tensor:
-    r"""Validate aggregation weights and normalise them to sum to one.
-
-    Parameters
-    ----------
-    weights : sequence of float or Tensor, shape (K,)
-        Non-negative, finite, with a positive sum (e.g. local data sizes :math:`D_k`).
-    num : int
-        Expected number of devices ``K``.
-    like : Tensor, optional
-        The result takes its device and (at least float32) floating dtype.
-
-    Returns
-    -------
-    Tensor, shape (K,)
-        :math:`p_k = w_k / \sum_j w_j`.
-    """
-    w = torch.as_tensor(weights, dtype=torch.float64).detach().cpu()
-    if w.ndim != 1 or w.numel() != num:
-        raise ValueError(f"weights must have shape ({num},), one per device; got {tuple(w.shape)}.")
-    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
-        raise ValueError(f"weights must be finite and non-negative; got {w.tolist()}.")
-    total = float(w.sum())
-    if total <= 0.0:
-        raise ValueError(f"weights must have a positive sum; got {w.tolist()}.")
-    p = w / total
-    if like is not None:
-        p = p.to(device=like.device, dtype=_acc_dtype(like.dtype))
-    return p
-
-
-def _as_scales(scales: Weights, num: int, like: Tensor) -> Tensor:
-    s = torch.as_tensor(scales, dtype=torch.float64).detach().cpu()
-    if s.ndim == 0:
-        s = s.expand(num)
-    if s.ndim != 1 or s.numel() != num:
-        raise ValueError(f"scales must have shape ({num},), one per device; got {tuple(s.shape)}.")
-    if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
-        raise ValueError(f"LoRA scales alpha/r_k must be finite and positive; got {s.tolist()}.")
-    return s.to(device=like.device, dtype=_acc_dtype(like.dtype))
-
-
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Accumulate half-precision inputs in float32; keep float32/float64 as they are."""
-    return torch.promote_types(dtype, torch.float32)
 
 
 # --------------------------------------------------------------------------- basics
@@ -399,167 +329,3 @@ def ffa_init_A(
     A = torch.empty(tuple(shape), dtype=torch.float32)
     torch.nn.init.kaiming_uniform_(A, a=math.sqrt(5), generator=gen)
     return A.to(dtype=dtype, device=device)
-
-
-# --------------------------------------------------------------------------- SOFT
-def rank_importance(A: Tensor, B: Tensor) -> Tensor:
-    r"""Per-rank importance of SOFT: norm of each rank-1 component [kim2025soft] [S idea, R form].
-
-    .. math:: s_i = \|b_i\|_2\,\|a_i\|_2 = \|b_i a_i^\top\|_F,\qquad i = 1..r
-
-    :math:`O(r(d+n))`: no product ``BA``, no SVD. When the rows of ``A`` are orthonormal and
-    the columns of ``B`` mutually orthogonal, the :math:`s_i` are the singular values of
-    ``BA``. Computed on raw factors: the scale ``s = alpha / r`` multiplies all scores
-    equally, so the ranking is unchanged and the singular values of the effective update are
-    ``scale * s_i``.
-
-    Parameters
-    ----------
-    A : Tensor, shape (r, n)
-    B : Tensor, shape (d, r)
-
-    Returns
-    -------
-    Tensor, shape (r,)
-    """
-    check_factors(A, B)
-    return torch.linalg.vector_norm(B, dim=0) * torch.linalg.vector_norm(A, dim=1)
-
-
-def top_m_components(A: Tensor, B: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Keep the ``m`` most important rank-1 components (SOFT sparsification) [kim2025soft] [R].
-
-    .. math::
-        \mathcal M = \operatorname{top-}m\{s_i\},\qquad
-        B_mA_m = \sum_{i\in\mathcal M} b_i a_i^\top
-
-    With near-orthogonal factors this is the Eckart--Young rank-``m`` truncation. Ties break
-    towards the lower index. The kept components stay in their original order.
-
-    Parameters
-    ----------
-    A : Tensor, shape (r, n)
-    B : Tensor, shape (d, r)
-    m : int
-        ``0 <= m <= r``.
-
-    Returns
-    -------
-    A_m : Tensor, shape (m, n)
-        Rows ``idx`` of ``A``.
-    B_m : Tensor, shape (d, m)
-        Columns ``idx`` of ``B``.
-    idx : Tensor of int64, shape (m,)
-        Kept rank indices, ascending.
-    """
-    _, r, _ = check_factors(A, B)
-    if not 0 <= m <= r:
-        raise ValueError(f"m must be in [0, {r}]; got {m}.")
-    scores = rank_importance(A, B)
-    order = torch.argsort(scores, descending=True, stable=True)
-    idx = torch.sort(order[:m]).values
-    return A[idx], B[:, idx], idx
-
-
-def truncation_error_from_scores(scores: Tensor, idx: Tensor) -> Tensor:
-    r"""Energy dropped by keeping only components ``idx`` [kim2025soft] [R].
-
-    .. math:: \varepsilon = \sum_{i\notin\mathcal M} s_i^2
-
-    Equals :math:`\|BA - B_mA_m\|_F^2` exactly when the factors are orthogonal (as in
-    :func:`rank_importance`); multiply by ``scale**2`` for the effective update.
-
-    Parameters
-    ----------
-    scores : Tensor, shape (r,)
-        From :func:`rank_importance`.
-    idx : Tensor of int64, shape (m,)
-        Kept indices (distinct).
-
-    Returns
-    -------
-    Tensor, shape ()
-    """
-    if scores.ndim != 1:
-        raise ValueError(f"scores must be 1-D (r,); got shape {tuple(scores.shape)}.")
-    keep = torch.zeros_like(scores, dtype=torch.bool)
-    keep[idx.to(torch.long)] = True
-    return (scores[~keep] ** 2).sum()
-
-
-def truncation_error_curve(scores: Tensor) -> Tensor:
-    r"""SOFT truncation error for every number of kept components ``m = 0..r`` [kim2025soft] [R].
-
-    .. math:: \varepsilon(m) = \sum_{j>m} s_{(j)}^2,\qquad s_{(1)}\ge s_{(2)}\ge\dots
-
-    The error table the online stage of TSFA searches over (papers.md §2.6).
-
-    Parameters
-    ----------
-    scores : Tensor, shape (r,)
-
-    Returns
-    -------
-    Tensor, shape (r + 1,)
-        Entry ``m`` is the error of keeping the top ``m``; ``eps[r] == 0``.
-    """
-    if scores.ndim != 1:
-        raise ValueError(f"scores must be 1-D (r,); got shape {tuple(scores.shape)}.")
-    sq = torch.sort(scores, descending=True).values ** 2
-    tail = torch.flip(torch.cumsum(torch.flip(sq, [0]), 0), [0])  # tail[m] = sum_{j>=m} sq[j]
-    return torch.cat([tail, sq.new_zeros(1)])
-
-
-def orthogonality_error(A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Distances of the factors from SOFT's orthogonal structure [kim2025soft] [R].
-
-    .. math::
-        e_A = \|AA^\top - I_r\|_F,\qquad
-        e_B = \|B^\top B - \operatorname{diag}(B^\top B)\|_F
-
-    ``A`` should have orthonormal rows, ``B`` mutually orthogonal columns (of any norm, since
-    ``B`` starts at zero).
-
-    Parameters
-    ----------
-    A : Tensor, shape (r, n)
-    B : Tensor, shape (d, r)
-
-    Returns
-    -------
-    e_A : Tensor, shape ()
-    e_B : Tensor, shape ()
-    """
-    sq_a, sq_b = _orthogonality_sq(A, B)
-    return sq_a.sqrt(), sq_b.sqrt()
-
-
-def orthogonality_penalty(A: Tensor, B: Tensor) -> Tensor:
-    r"""SOFT orthogonality regulariser, differentiable [kim2025soft] [R].
-
-    .. math::
-        \mathcal R = \|AA^\top - I_r\|_F^2
-                    + \|B^\top B - \operatorname{diag}(B^\top B)\|_F^2
-
-    Add :math:`\lambda_{\rm orth}\mathcal R` to the local loss (papers.md §2.5).
-
-    Parameters
-    ----------
-    A : Tensor, shape (r, n)
-    B : Tensor, shape (d, r)
-
-    Returns
-    -------
-    Tensor, shape ()
-    """
-    sq_a, sq_b = _orthogonality_sq(A, B)
-    return sq_a + sq_b
-
-
-def _orthogonality_sq(A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
-    _, r, _ = check_factors(A, B)
-    eye = torch.eye(r, dtype=A.dtype, device=A.device)
-    gram_a = A @ A.T - eye  # (r, r)
-    gram_b = B.T @ B  # (r, r)
-    off_b = gram_b - torch.diag_embed(torch.diagonal(gram_b))
-    return (gram_a**2).sum(), (off_b**2).sum()

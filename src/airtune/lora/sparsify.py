@@ -27,7 +27,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from airtune.lora.ops import check_factors, normalize_weights, rank_importance
+from airtune.lora.checks import check_factors, normalize_weights
+from airtune.lora.ops_soft import rank_importance
 
 __all__ = [
     "AggregationRule",

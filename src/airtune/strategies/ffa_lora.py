@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from airtune.experiment.seeds import int_seed
 from airtune.lora.adapters import lora_pairs, rank_adapter_name
 from airtune.lora.ops import cross_covariance, ffa_aggregate, ffa_init_A, pad_rank
-from airtune.lora.ops_hetero import hetlora_distribute
+from airtune.lora.ops_hetlora import hetlora_distribute
 from airtune.registry import STRATEGIES
 from airtune.strategies.base import ServerState, Strategy, delivered_updates
 from airtune.strategies.common import (

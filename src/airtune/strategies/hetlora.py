@@ -49,7 +49,7 @@ from torch import nn
 
 from airtune.lora.adapters import lora_pairs, rank_adapter_name, trainable_params
 from airtune.lora.ops import cross_covariance, pad_rank, truncate_rank
-from airtune.lora.ops_hetero import (
+from airtune.lora.ops_hetlora import (
     hetlora_aggregate, hetlora_distribute, hetlora_prune_rank, hetlora_tail_penalty, hetlora_weights,
 )
 from airtune.registry import STRATEGIES

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from airtune.lora.adapters import lora_pairs, trainable_params
-from airtune.lora.ops import orthogonality_error, orthogonality_penalty, rank_importance, truncation_error_curve
+from airtune.lora.ops_soft import orthogonality_error, orthogonality_penalty, rank_importance, truncation_error_curve
 from airtune.lora.soft_payload import kept_from_ratio, soft_payload_bits, soft_payload_table
 from airtune.lora.sparsify import partial_rank_aggregate, singular_values_from_factors, soft_select
 from airtune.registry import STRATEGIES
