@@ -35,7 +35,7 @@ def test_seeds_are_averaged_over_the_runs_that_reached(grid, tmp_path):
     res = make_report([*grid, again], tmp_path / "rep", target_accuracy=0.75, sweep="num_devices")
     md = res["report"].read_text()
     assert "| fedit | 20 | 2 / 2 | 2.50 | 5.00 | 0.8400 |" in md  # rounds 1 and 4, times 2 s and 8 s
-    assert "| soft | 20 | 0 / 1 | — | — | 0.7000 |" in md
+    assert "| soft | 20 | 0 / 1 | ≥ 4.00 | ≥ 8.00 | 0.7000 |" in md  # a miss counts at its bound
 
 
 def test_points_by_hand(grid):
@@ -44,6 +44,7 @@ def test_points_by_hand(grid):
     # write_run logs sim_time_s = 2 (round + 1): round 1 -> 2 s, round 3 -> 6 s
     assert [p["rounds_to_target"] for p in pts] == [1, 3, None]
     assert [p["time_to_target_s"] for p in pts] == [2.0, 6.0, None]
+    assert [p["rounds_bound"] for p in pts] == [1, 3, 4] and pts[2]["time_bound_s"] == 8.0
     assert pts[2]["best_accuracy"] == 0.7 and pts[1]["final_accuracy"] == 0.6
 
 

@@ -40,13 +40,17 @@ def _time_at_round(run: Run, rnd: int) -> float | None:
 def sweep_points(runs: Sequence[Run], key: str, series: str, target_accuracy: float) -> list[dict[str, Any]]:
     """One dict per run, sorted by series then x: ``series``, ``x``, ``label``,
     ``rounds_to_target`` (``None``: not reached), ``time_to_target_s`` (cumulative simulated time
-    at the end of that round), ``final_accuracy``, ``best_accuracy``, ``rounds``."""
+    at the end of that round), ``rounds_bound`` / ``time_bound_s`` (the same, or for a run that
+    missed the target its length / final simulated time: a lower bound), ``final_accuracy``,
+    ``best_accuracy``, ``rounds``."""
     points = []
     for r in runs:
         st = run_stats(r, target_accuracy)
         rt = st["rounds_to_target"]
         points.append({"series": str(config_value(r, series)), "x": config_value(r, key), "label": r.label,
                        "rounds_to_target": rt, "time_to_target_s": None if rt is None else _time_at_round(r, rt),
+                       "rounds_bound": rt if rt is not None else st["rounds"],
+                       "time_bound_s": _time_at_round(r, rt) if rt is not None else st["sim_time_s"],
                        "final_accuracy": st["final_accuracy"], "best_accuracy": st["best_accuracy"],
                        "rounds": st["rounds"]})
     return sorted(points, key=lambda p: (p["series"], float(p["x"])))
@@ -62,18 +66,30 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _bound_mean(pts: list[dict[str, Any]], field: str) -> str:
+    """Mean of ``field`` over the runs; "≥" when a run missed the target (its bound counts)."""
+    vals = [float(p[field]) for p in pts if p[field] is not None]
+    if not vals:
+        return "—"
+    missed = any(p["rounds_to_target"] is None for p in pts)
+    return ("≥ " if missed else "") + _num(sum(vals) / len(vals))
+
+
 def sweep_table(points: list[dict[str, Any]], key: str, series: str, target_accuracy: float) -> str:
-    """Markdown: one row per (series, value) with the means over its runs (seeds) that reached the
-    target, then one row per run ("not reached in N rounds" where it missed)."""
+    """Markdown: one row per (series, value) with means over its runs (seeds), then one row per run.
+
+    A run that missed the target counts with its length (rounds) and final simulated time, so a
+    mean over such runs is a lower bound and is marked "≥"."""
     t = f"{target_accuracy:g}"
     lines = [f"### Rounds and simulated time to accuracy {t} vs `{key}`", "",
-             f"Means over the runs that reached {t}; the per-run rows follow.", "",
+             f"Means over the runs (seeds); a run that missed {t} counts with its length and final simulated "
+             "time, so such a mean is a lower bound (≥). The per-run rows follow.", "",
              f"| `{series}` | `{key}` | runs reaching {t} | mean rounds to {t} | mean simulated time to {t} (s) "
              "| mean best accuracy |", "|---|---:|---:|---:|---:|---:|"]
     for name, x, pts in _groups(points):
         hit = [p for p in pts if p["rounds_to_target"] is not None]
-        lines.append(f"| {name} | {x} | {len(hit)} / {len(pts)} | {_num(_mean([p['rounds_to_target'] for p in hit]))} "
-                     f"| {_num(_mean([p['time_to_target_s'] for p in hit if p['time_to_target_s'] is not None]))} "
+        lines.append(f"| {name} | {x} | {len(hit)} / {len(pts)} | {_bound_mean(pts, 'rounds_bound')} "
+                     f"| {_bound_mean(pts, 'time_bound_s')} "
                      f"| {_acc(_mean([p['best_accuracy'] for p in pts if p['best_accuracy'] is not None]))} |")
     lines += ["", f"| `{series}` | `{key}` | run | rounds to {t} | simulated time to {t} (s) "
               "| best accuracy | final accuracy |", "|---|---:|---|---:|---:|---:|---:|"]
@@ -88,16 +104,16 @@ def sweep_table(points: list[dict[str, Any]], key: str, series: str, target_accu
 
 def plot_sweep(points: list[dict[str, Any]], key: str, target_accuracy: float,
                out_dir: str | os.PathLike[str]) -> list[Path]:
-    """``sweep_<key>_rounds.png`` and ``sweep_<key>_time.png``: per series, every run as a small
-    dot and a line through the means of the runs that reached the target; a run that never
-    reached it is an open marker at its number of rounds (a lower bound; rounds plot only)."""
+    """``sweep_<key>_rounds.png`` and ``sweep_<key>_time.png``: per series a line through the means
+    of :func:`sweep_table` (misses counted at their bound), every run as a small dot when a value
+    has several, and a run that missed the target as an open marker at its bound."""
     from airtune.report.plots import _finish, _new_axes
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = []
-    for what, field, ylabel in (("rounds", "rounds_to_target", "rounds to reach"),
-                                ("time", "time_to_target_s", "simulated time (s) to reach")):
+    for what, field, ylabel in (("rounds", "rounds_bound", "rounds to reach"),
+                                ("time", "time_bound_s", "simulated time (s) to reach")):
         title = "Rounds" if what == "rounds" else "Simulated time"
         fig, ax = _new_axes(f"{title} to accuracy {target_accuracy:g} vs {key}", key,
                             f"{ylabel} {target_accuracy:g}")
@@ -110,13 +126,18 @@ def plot_sweep(points: list[dict[str, Any]], key: str, target_accuracy: float,
             if means:
                 color = ax.plot([x for x, _ in means], [m for _, m in means], marker="o", label=name)[0].get_color()
                 plotted = True
-            dots = [(x, float(p[field])) for x, pts in groups for p in pts if p[field] is not None]
+            dots = [(x, float(p[field])) for x, pts in groups for p in pts
+                    if p[field] is not None and p["rounds_to_target"] is not None]
             if len(dots) > len(means):  # several runs at a value: show each
                 ax.plot([x for x, _ in dots], [y for _, y in dots], linestyle="none", marker=".", color=color,
                         alpha=0.5)
-            miss = [(x, float(p["rounds"])) for x, pts in groups for p in pts if p["rounds_to_target"] is None]
-            if what == "rounds" and miss:
+            miss = [(x, float(p[field])) for x, pts in groups for p in pts
+                    if p["rounds_to_target"] is None and p[field] is not None]
+            if miss:
                 ax.plot([x for x, _ in miss], [y for _, y in miss], linestyle="none", marker="o",
                         markerfacecolor="none", color=color, label=None if means else f"{name} (not reached)")
+        ys = [float(p[field]) for p in points if p[field] is not None and float(p[field]) > 0]
+        if ys and max(ys) / min(ys) > 20:  # e.g. full fine-tuning next to LoRA: a log axis keeps both readable
+            ax.set_yscale("log")
         files.append(_finish(fig, ax, out / f"sweep_{key.replace('.', '_')}_{what}.png", plotted))
     return files
