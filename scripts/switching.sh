@@ -5,7 +5,7 @@
 # proposed + greedy / one-shot / without energy constraints / maximum power, SST-2 adaptive vs
 # maximum power with energy priced (eta = 1); their plots and
 # tables; then the allocation-only sweeps (Algorithm 1, adaptive vs maximum power). Run under the
-# CPU lock (about 80 min on 2 cores):
+# CPU lock (about 105 min on 2 cores; 38 training runs):
 #   flock /tmp/airtune-cpu.lock bash scripts/switching.sh
 # SCHEMES="fedit ..." restricts the SST-2 schemes and stops after them (e.g. baselines first).
 set -euo pipefail
