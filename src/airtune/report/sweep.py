@@ -47,10 +47,11 @@ def sweep_points(runs: Sequence[Run], key: str, series: str, target_accuracy: fl
     for r in runs:
         st = run_stats(r, target_accuracy)
         rt = st["rounds_to_target"]
+        t = None if rt is None else _time_at_round(r, rt)
         points.append({"series": str(config_value(r, series)), "x": config_value(r, key), "label": r.label,
-                       "rounds_to_target": rt, "time_to_target_s": None if rt is None else _time_at_round(r, rt),
+                       "rounds_to_target": rt, "time_to_target_s": t,
                        "rounds_bound": rt if rt is not None else st["rounds"],
-                       "time_bound_s": _time_at_round(r, rt) if rt is not None else st["sim_time_s"],
+                       "time_bound_s": t if rt is not None else st["sim_time_s"],
                        "final_accuracy": st["final_accuracy"], "best_accuracy": st["best_accuracy"],
                        "rounds": st["rounds"]})
     return sorted(points, key=lambda p: (p["series"], float(p["x"])))
