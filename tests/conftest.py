@@ -44,3 +44,33 @@ def tiny_overrides(glue_dir: Path, **extra) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def split_vs_unsplit(model, batch, downlink: str, seed: int = 5):
+    """One forward/backward of ``model`` unsplit and through ``lora.split``'s two halves, with the
+    same dropout masks; returns ``(ref_loss, ref_grads, split_loss, split_grads)``."""
+    import torch
+
+    from airtune.lora.adapters import trainable_params
+    from airtune.lora.split import split_model
+
+    def grads():
+        return {k: p.grad.clone() for k, p in trainable_params(model).items()}
+
+    model.train()
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    ref_loss = model(**batch).loss
+    ref_loss.backward()
+    ref = grads()
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)       # the same dropout masks, drawn in the same order
+    device, server = split_model(model, downlink)
+    up = device.embed(batch)
+    features = server.forward(up)
+    loss, leaf = device.loss(features, up.lengths, batch["labels"])
+    loss.backward()
+    server.backward(leaf.grad)
+    ours = grads()
+    model.zero_grad(set_to_none=True)
+    return ref_loss.detach(), ref, loss.detach(), ours

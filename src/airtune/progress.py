@@ -1,7 +1,10 @@
-"""Terminal display: a progress bar per round (accuracy, simulated time, energy) and a summary table."""
+"""Progress display: a bar per round on a terminal, one plain line per evaluated round otherwise
+(under ``nohup``, in CI, piped into a log), and a summary table."""
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +16,17 @@ console = Console(stderr=True)
 
 
 class RoundProgress:
-    def __init__(self, cfg, enabled: bool = True) -> None:
+    """Shows each round's record: a rich progress bar when stdout is a terminal, else one plain,
+    flushed line per evaluated round (``plain`` forces either)."""
+
+    def __init__(self, cfg, enabled: bool = True, plain: bool | None = None, stream=None) -> None:
         self.cfg, self.enabled, self.acc = cfg, enabled, None
+        self.stream = stream if stream is not None else sys.stdout
+        self.plain = (not _isatty(self.stream)) if plain is None else plain
+        self.t0 = time.perf_counter()
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
-                                 disable=not enabled)
+                                 disable=not enabled or self.plain)
 
     def __enter__(self) -> "RoundProgress":
         self.progress.__enter__()
@@ -30,10 +39,25 @@ class RoundProgress:
     def update(self, rec: dict[str, Any]) -> None:
         if rec.get("accuracy") is not None:
             self.acc = rec["accuracy"]
+            if self.enabled and self.plain:
+                print(plain_line(rec, self.cfg.rounds, time.perf_counter() - self.t0), file=self.stream, flush=True)
         acc = "—" if self.acc is None else f"{self.acc:.4f}"
         info = (f"acc {acc} | sim {rec['sim_time_s']:.1f} s | energy {rec['cum_energy_j']:.1f} J | "
                 f"lost {len(rec.get('lost', []))}")
         self.progress.update(self.task, completed=rec["round"] + 1, info=info)
+
+
+def plain_line(rec: dict[str, Any], rounds: int, wall_s: float) -> str:
+    """One log line for an evaluated round: round, accuracy, simulated time, energy, wall time."""
+    return (f"round {rec['round'] + 1}/{rounds}  accuracy {rec['accuracy']:.4f}  sim_time {rec['sim_time_s']:.1f} s  "
+            f"energy {rec['cum_energy_j']:.2f} J  wall {wall_s:.1f} s")
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def print_summary(summary: dict[str, Any], run_dir: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,10 +35,33 @@ def overrides(glue_dir):
 
 
 @pytest.fixture(scope="module")
-def reference(overrides, tmp_path_factory):
+def reference_run(overrides, tmp_path_factory):
+    """The uninterrupted run, as a user would start it under nohup: stdout is a pipe, not a terminal."""
     out = tmp_path_factory.mktemp("ref") / "run"
-    assert main(["run", "--quiet", "--out", str(out), *overrides]) == 0
-    return out
+    proc = subprocess.run([sys.executable, "-m", "airtune.cli", "run", "--out", str(out), *overrides],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run):
+    return reference_run[0]
+
+
+def test_non_terminal_run_prints_one_line_per_evaluated_round(reference_run):
+    out, stdout = reference_run
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("round ")]
+    evaluated = [r for r in records(out / "metrics.jsonl") if r["accuracy"] is not None]
+    assert len(lines) == len(evaluated) == 2                       # rounds 2 and 4 (eval_every=2)
+    for line, rec in zip(lines, evaluated):
+        m = re.fullmatch(r"round (\d+)/4  accuracy ([0-9.]+)  sim_time ([0-9.]+) s  energy ([0-9.]+) J  "
+                         r"wall ([0-9.]+) s", line)
+        assert m, line
+        assert int(m[1]) == rec["round"] + 1 and float(m[2]) == pytest.approx(rec["accuracy"], abs=5e-5)
+        assert float(m[3]) == pytest.approx(rec["sim_time_s"], abs=0.05)
+        assert float(m[4]) == pytest.approx(rec["cum_energy_j"], abs=0.005)
+    assert "\x1b[" not in stdout                                   # no terminal control codes in a log
 
 
 def test_reference_run_has_lost_updates(reference):
@@ -84,3 +108,47 @@ def test_resume_with_a_different_config_is_refused(reference, overrides, capsys)
     err = capsys.readouterr().err
     assert code == 2 and "differs" in err and "fix:" in err and len(err.strip().splitlines()) == 1
     assert (reference / "metrics.jsonl").read_bytes() == before
+
+
+@pytest.fixture
+def stopped(overrides, tmp_path):
+    """A run stopped after round 1: checkpoint/ holds round 1, checkpoint.old/ round 0."""
+    cfg = load_config(None, overrides)
+    out = tmp_path / "run"
+    rundir.prepare(cfg, out)
+    run_experiment(cfg, out, stop_after_round=1)
+    return out
+
+
+def _corrupt_state(folder: Path) -> None:
+    state = folder / "state.json"
+    state.write_bytes(state.read_bytes()[:100])
+
+
+def test_resume_from_a_corrupt_checkpoint_is_a_one_line_error(stopped, capsys):
+    _corrupt_state(stopped / "checkpoint")
+    _corrupt_state(stopped / "checkpoint.old")
+    before = (stopped / "metrics.jsonl").read_bytes()
+    code = main(["run", "--quiet", "--resume", str(stopped)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert str(stopped / "checkpoint" / "state.json") in err and "fix:" in err
+    assert (stopped / "metrics.jsonl").read_bytes() == before          # nothing written is lost
+
+
+def test_resume_falls_back_to_the_previous_checkpoint(reference, stopped):
+    _corrupt_state(stopped / "checkpoint")
+    assert main(["run", "--quiet", "--resume", str(stopped)]) == 0
+    for name in ("metrics.jsonl", "clients.jsonl"):
+        assert records(stopped / name) == records(reference / name)
+    assert "resuming from" in (stopped / "run.log").read_text() and "checkpoint.old (round 0)" in (
+        stopped / "run.log").read_text()
+
+
+def test_resume_refuses_an_edited_run_config(stopped, capsys):
+    path = stopped / rundir.CONFIG
+    path.write_text(path.read_text().replace("rounds: 4", "rounds: 5"))
+    assert "rounds: 5" in path.read_text()
+    code = main(["run", "--quiet", "--resume", str(stopped)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "config hash" in err and "fix:" in err

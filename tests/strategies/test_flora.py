@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from airtune.experiment.checkpoint import load_checkpoint, save_checkpoint
 from airtune.strategies.base import ServerState, tensor_bits
 from airtune.strategies.flora import FLoRA
 
@@ -95,8 +96,8 @@ def test_single_participant_round_trip_and_export(syn, gen):
 def test_server_state_survives_a_checkpoint(syn, gen, tmp_path):
     s = FLoRA(context=syn.context(RANKS))
     _, _, new, _ = run_round(s, s.init_state(syn.make_state(8, gen, zero_b=True)), 0, [(0, 1), (2, 3)], gen, syn)
-    torch.save({"tensors": new.tensors, "extra": new.extra}, tmp_path / "state.pt")
-    ck = torch.load(tmp_path / "state.pt", weights_only=False)
+    save_checkpoint(tmp_path, {"round": 0, "tensors": new.tensors, "extra": new.extra})
+    ck = load_checkpoint(tmp_path)
     back = ServerState(ck["tensors"], ck["extra"])
     for p in syn.LAYERS:
         assert torch.equal(s.global_task(back).info["base_delta"][p], new.extra["merged"][p])

@@ -15,6 +15,7 @@ from airtune.models.zoo import load_classifier, load_tokenizer, resolve_model
 from airtune.training.engine import ClientTask, Engine
 from airtune.training.local import OptimConfig, make_optimizer
 from airtune.training.split_loop import split_train_steps
+from tests.conftest import split_vs_unsplit
 
 SPEC = resolve_model("minilm-l6")
 LORA = LoraSpec(rank=4, alpha=8.0, dropout=0.0, target_modules=("query", "value"))
@@ -49,35 +50,15 @@ def test_pack_unpack_round_trip():
     assert torch.equal(y[mask], x[mask]) and torch.equal(y[~mask], torch.zeros_like(y[~mask]))
 
 
-def _grads(model):
-    return {k: p.grad.clone() for k, p in trainable_params(model).items()}
-
-
 @pytest.mark.parametrize("downlink", ["tokens", "pooled"])
 def test_split_gradients_equal_unsplit_gradients(model, small, downlink):
     batch = collate(small, np.arange(8))
     assert int(batch["attention_mask"].sum(1).min()) < batch["input_ids"].shape[1]   # padding present
-    model.train()
-    model.zero_grad(set_to_none=True)
-    torch.manual_seed(5)
-    ref_loss = model(**batch).loss
-    ref_loss.backward()
-    ref = _grads(model)
-
-    model.zero_grad(set_to_none=True)
-    torch.manual_seed(5)       # the same dropout masks, drawn in the same order
-    device, server = split_model(model, downlink)
-    up = device.embed(batch)
-    features = server.forward(up)
-    loss, leaf = device.loss(features, up.lengths, batch["labels"])
-    loss.backward()
-    server.backward(leaf.grad)
-    ours = _grads(model)
-    assert float(loss.detach()) == pytest.approx(float(ref_loss.detach()), rel=1e-6)
+    ref_loss, ref, loss, ours = split_vs_unsplit(model, batch, downlink)
+    assert torch.equal(loss, ref_loss)
     assert ours.keys() == ref.keys() and len(ref) == 4 * 6 + 2     # q, v x (A, B) x 6 layers + head
     for k in ref:
-        torch.testing.assert_close(ours[k], ref[k], rtol=1e-5, atol=1e-7)
-    model.zero_grad(set_to_none=True)
+        assert torch.equal(ours[k], ref[k]), k
 
 
 @pytest.mark.parametrize("downlink", ["tokens", "pooled"])
@@ -87,9 +68,9 @@ def test_split_training_equals_unsplit_training(model, small, downlink):
     engine = Engine(model, small, [np.arange(64)], batch_size=8, optim=OPT, head_keys=heads)
     ref = engine.run_one(ClientTask(0, init, steps=4, seed=3))
     ours = engine.run_one(ClientTask(0, init, steps=4, seed=3, info={"loop": "split", "downlink": downlink}))
-    assert ours.train_loss == pytest.approx(ref.train_loss, rel=1e-5)
+    assert ours.train_loss == ref.train_loss
     for k in ref.state:
-        torch.testing.assert_close(ours.state[k], ref.state[k], rtol=1e-4, atol=1e-6)
+        assert torch.equal(ours.state[k], ref.state[k]), k
     moved = sum(float((ours.state[k] - init[k]).abs().sum()) for k in init)
     assert moved > 0
     assert ours.info["split_iterations"] == 4 and ours.info["split_uplink_bits"] > 0

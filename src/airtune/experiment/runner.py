@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +26,7 @@ from airtune.allocation.planner import (
     Planner, PlannerContext, RoundInputs, RoundOutcome, allocation_log, make_planner,
 )
 from airtune.config import Config
+from airtune.errors import ResumeError
 from airtune.experiment import rundir
 from airtune.experiment.checkpoint import load_checkpoint, save_checkpoint
 from airtune.experiment.round import radio_round
@@ -80,7 +81,8 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
     server, totals, start = s.strategy.init_state(s.initial_state), Totals(), 0
     ckpt = load_checkpoint(run_dir) if resume else None
     if ckpt is not None:
-        server, totals, start = ServerState(ckpt["tensors"], ckpt["extra"]), ckpt["totals"], ckpt["round"] + 1
+        check_config_hash(ckpt, cfg, run_dir)
+        server, totals, start = ServerState(ckpt["tensors"], ckpt["extra"]), Totals(**ckpt["totals"]), ckpt["round"] + 1
         torch.set_rng_state(ckpt["torch_rng"])
     rundir.truncate_logs(run_dir, start)
     metrics_log, clients_log = rundir.open_logs(run_dir)
@@ -137,6 +139,15 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
     summary = _summary(cfg, totals, time.perf_counter() - wall0)
     rundir.write_summary(run_dir, summary)
     return summary
+
+
+def check_config_hash(ckpt: dict[str, Any], cfg: Config, run_dir: Path) -> None:
+    """Refuse to resume a checkpoint written under another config (e.g. an edited config.resolved.yaml)."""
+    stored, now = ckpt.get("config_hash"), rundir.config_hash(cfg)
+    if stored != now:
+        raise ResumeError(f"--resume '{run_dir}': the checkpoint was written under config hash {stored}, "
+                          f"but {rundir.CONFIG} now hashes to {now}; fix: restore the run's {rundir.CONFIG} "
+                          "or start a new run with --out")
 
 
 def build_planner(s: Setup) -> Planner:
@@ -203,7 +214,7 @@ def _rank_column(ranks: np.ndarray | None, K: int) -> dict[str, np.ndarray]:
 
 def _checkpoint(s: Setup, engine: Engine, run_dir: Path, rnd: int, server: ServerState, totals: Totals,
                 planner: Planner) -> None:
-    payload = {"round": rnd, "tensors": server.tensors, "extra": server.extra, "totals": totals,
+    payload = {"round": rnd, "tensors": server.tensors, "extra": server.extra, "totals": asdict(totals),
                "planner": planner.state_dict(),
                "torch_rng": torch.get_rng_state(), "config_hash": rundir.config_hash(s.cfg)}
     export = s.strategy.export_adapter(server)

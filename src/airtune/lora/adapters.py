@@ -233,14 +233,14 @@ def head_keys(state: dict[str, torch.Tensor]) -> list[str]:
 def base_weights(model: nn.Module, prefixes: Iterable[str]) -> dict[str, torch.Tensor]:
     """Copies of the frozen base weights ``W: (d, n)`` of the adapted layers ``prefixes``
     (the prefixes of :func:`lora_pairs`, which are the layers' module names)."""
-    return {p: model.get_submodule(p).base_layer.weight.detach().clone() for p in prefixes}
+    return {p: model.get_submodule(p).get_base_layer().weight.detach().clone() for p in prefixes}
 
 
 def set_base_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
     """Overwrite the frozen base weights of adapted layers in place (FLoRA's merge, and its undo)."""
     with torch.no_grad():
         for p, w in weights.items():
-            base = model.get_submodule(p).base_layer.weight
+            base = model.get_submodule(p).get_base_layer().weight
             if base.shape != w.shape:
                 raise ValueError(f"{p}: base weight has shape {tuple(base.shape)}, got {tuple(w.shape)}")
             base.copy_(w)

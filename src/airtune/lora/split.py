@@ -29,12 +29,30 @@ The embedding module is frozen (papers.md §1.3 default), so no embedding gradie
 The embeddings are a deterministic function of the tokens through a public table: sending them
 instead of token ids is not a privacy guarantee.
 
-Only mean-pooling classifiers (``models/heads.MeanPoolClassifier``, e.g. ``minilm-l6``) with a
-BERT-style encoder (``embeddings`` + ``encoder`` submodules) are supported.
+How the model is cut: public interfaces only
+--------------------------------------------
+Both halves run the encoder's own public ``forward`` (``BertModel``, ``RobertaModel``, ...) and
+reach the cut through a module forward hook on its ``embeddings`` submodule, so the attention
+mask, position ids and token types are built by the library exactly as in unsplit training,
+whatever the transformers version does inside:
+
+* the device runs ``encoder(input_ids, attention_mask, token_type_ids)`` with a hook that takes
+  the embedding output and stops the forward there (:class:`_Cut`);
+* the server runs ``encoder(placeholder_ids, attention_mask)`` with a hook that *replaces* the
+  embedding output by the received tensor (``register_forward_hook``: a returned value replaces
+  the output). The embedding module runs in eval mode for that call, so its dropout draws no
+  random numbers and the dropout masks of the encoder layers are those of the unsplit forward.
+
+Our choice (docs/design.md, "Split on public interfaces"): transformers 5.24 changed the private
+mask helper the earlier version called; hooks and the public forward have been stable since
+torch 1.x / transformers 2.x. Supported: a mean-pooling classifier
+(``models/heads.MeanPoolClassifier``, e.g. ``minilm-l6``) whose encoder has an ``embeddings``
+submodule and takes ``input_ids`` and ``attention_mask`` (the BERT and RoBERTa families, tested).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -84,11 +102,38 @@ def masked_mean(hidden: Tensor, attention_mask: Tensor) -> Tensor:
 
 def _classifier(model: nn.Module) -> nn.Module:
     inner = model.get_base_model() if is_peft(model) else model
-    if not all(hasattr(inner, a) for a in ("encoder", "classifier")) or not all(
-            hasattr(inner.encoder, a) for a in ("embeddings", "encoder")):
-        raise ValueError(f"split learning needs a mean-pooling classifier with a BERT-style encoder "
-                         f"(models/heads.MeanPoolClassifier, e.g. minilm-l6); got {type(inner).__name__}")
+    encoder = getattr(inner, "encoder", None)
+    if not hasattr(inner, "classifier") or not isinstance(getattr(encoder, "embeddings", None), nn.Module):
+        raise ValueError(f"split learning needs a mean-pooling classifier whose encoder has an 'embeddings' "
+                         f"submodule (models/heads.MeanPoolClassifier, e.g. minilm-l6); got {type(inner).__name__}")
     return inner
+
+
+class _Cut(Exception):
+    """Raised by the device's hook to end the encoder forward at the embedding output."""
+
+    def __init__(self, output: Tensor) -> None:
+        super().__init__("split: embedding output captured")
+        self.output = output
+
+
+@contextmanager
+def _hooked(module: nn.Module, hook):
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def _eval_mode(module: nn.Module):
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 class DeviceSide:
@@ -98,18 +143,34 @@ class DeviceSide:
         if downlink not in DOWNLINK_MODES:
             raise ValueError(f"downlink={downlink!r} must be one of {DOWNLINK_MODES}")
         clf = _classifier(model)
-        self.embeddings = clf.encoder.embeddings
+        self.encoder = clf.encoder
         self.classifier = clf.classifier     # PEFT: a wrapper that runs the active adapter's copy
         self.downlink = downlink
 
     def embed(self, batch: dict[str, Tensor]) -> Uplink:
-        """Embedding-module forward (no gradient: the module is frozen); the uplink message."""
+        """Embedding-module forward (no gradient: the module is frozen); the uplink message.
+
+        The encoder's public forward runs until its ``embeddings`` submodule has produced its
+        output, which a forward hook takes and ends the forward with; no encoder layer runs.
+        """
         mask = batch["attention_mask"]
         lengths = mask.sum(1).to(torch.int32)
         if not torch.equal(mask.to(torch.long), length_mask(lengths, mask.shape[1])):
             raise ValueError("split learning expects right-padded batches (attention mask = 1 then 0)")
-        with torch.no_grad():
-            emb = self.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+
+        def take(_module, _args, output):
+            raise _Cut(output)
+
+        kwargs = {"input_ids": batch["input_ids"], "attention_mask": mask}
+        if batch.get("token_type_ids") is not None:
+            kwargs["token_type_ids"] = batch["token_type_ids"]
+        with torch.no_grad(), _hooked(self.encoder.embeddings, take):
+            try:
+                self.encoder(**kwargs)
+            except _Cut as cut:
+                emb = cut.output
+            else:  # pragma: no cover - an encoder that never calls its embeddings module
+                raise ValueError(f"{type(self.encoder).__name__}.forward never called its 'embeddings' module")
         return Uplink(pack(emb, lengths), lengths)
 
     def loss(self, features: Tensor, lengths: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -142,11 +203,21 @@ class ServerSide:
         self._out: Tensor | None = None
 
     def forward(self, up: Uplink) -> Tensor:
-        """Encoder forward on the received embeddings; the downlink features (detached copy)."""
-        emb = unpack(up.embeddings, up.lengths)
+        """Encoder forward on the received embeddings; the downlink features (detached copy).
+
+        The encoder's public forward runs on placeholder token ids (the server never sees the
+        real ones) with the received embeddings substituted for its embedding output, so that
+        the library builds the attention mask from the lengths as in unsplit training.
+        """
+        emb = unpack(up.embeddings, up.lengths)                                     # (N, L, H)
         mask2d = length_mask(up.lengths, emb.shape[1])
-        mask = self._extended_mask(mask2d, emb)
-        hidden = self.bert.encoder(emb, attention_mask=mask).last_hidden_state       # (N, L, H)
+        placeholder = torch.zeros(mask2d.shape, dtype=torch.long, device=emb.device)
+
+        def substitute(_module, _args, _output):
+            return emb
+
+        with _eval_mode(self.bert.embeddings), _hooked(self.bert.embeddings, substitute):
+            hidden = self.bert(input_ids=placeholder, attention_mask=mask2d).last_hidden_state  # (N, L, H)
         out = pack(hidden, up.lengths) if self.downlink == "tokens" else masked_mean(hidden, mask2d)
         self._out = out
         return out.detach()
@@ -157,15 +228,6 @@ class ServerSide:
             raise RuntimeError("ServerSide.backward before forward")
         self._out.backward(grad.to(self._out.dtype))
         self._out = None
-
-    def _extended_mask(self, mask2d: Tensor, emb: Tensor):
-        """The attention mask in the form the encoder layers take, built as ``BertModel.forward`` does."""
-        bert = self.bert
-        if hasattr(bert, "_create_attention_masks"):    # transformers >= 5
-            return bert._create_attention_masks(attention_mask=mask2d, encoder_attention_mask=None,
-                                                embedding_output=emb, encoder_hidden_states=None,
-                                                past_key_values=None)[0]
-        return bert.get_extended_attention_mask(mask2d, mask2d.shape)  # pragma: no cover - older versions
 
 
 def split_model(model: nn.Module, downlink: str = "tokens") -> tuple[DeviceSide, ServerSide]:
