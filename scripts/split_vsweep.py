@@ -26,8 +26,7 @@ from matplotlib.figure import Figure
 
 from airtune.allocation.planner import RoundOutcome
 from airtune.config import load_config
-from airtune.experiment.round import radio_round
-from airtune.experiment.runner import build_planner, round_inputs
+from airtune.experiment.runner import build_planner, price_round, round_inputs
 from airtune.experiment.seeds import rng
 from airtune.experiment.setup import build
 from airtune.wireless.channel import step_channel
@@ -38,7 +37,6 @@ def simulate(s, rounds: int) -> dict:
     cfg = s.cfg
     planner = build_planner(s)
     server = s.strategy.init_state(s.initial_state)
-    frac = s.strategy.device_compute_fraction()
     samples_all = np.asarray(s.strategy.context.samples_per_round, dtype=float)
     n_sel, energy, latency, queue_mean = [], [], [], []
     for t in range(rounds):
@@ -46,9 +44,8 @@ def simulate(s, rounds: int) -> dict:
         x = round_inputs(s, server, t, ch)
         plan = planner.plan(x)
         sel = plan.selected
-        radio = radio_round(cfg, ch, s.devices, plan, np.where(sel, x.uplink_bits, 0.0),
-                            np.where(sel, x.downlink_bits, 0.0), np.where(sel, samples_all, 0.0),
-                            rng(cfg.seed, "outage", t), frac)
+        radio = price_round(s, ch, plan, np.where(sel, x.uplink_bits, 0.0),
+                            np.where(sel, x.downlink_bits, 0.0), np.where(sel, samples_all, 0.0), t)
         rep = planner.observe(x, plan, RoundOutcome(radio.delivered, radio.success_prob, radio.cost.energy_j,
                                                     radio.cost.latency_s, x.uplink_bits,
                                                     radio.cost.round_latency_s))

@@ -28,6 +28,7 @@ from airtune.allocation.bandwidth_tiers import bandwidth_for_switching  # noqa: 
 from airtune.allocation.planner import PlannerContext, RoundInputs, RoundOutcome  # noqa: E402
 from airtune.allocation.switching_planner import SwitchingPlanner, module_payload_bits  # noqa: E402
 from airtune.config.schema import WirelessConfig  # noqa: E402
+from airtune.wireless.link import link_from_config  # noqa: E402
 from airtune.wireless.channel import shannon_rate_bps  # noqa: E402
 
 DIMS = [(384, 384)] * 12
@@ -41,8 +42,8 @@ def context(K: int, n: int, density: float = 5e-7, seed: int = 0) -> PlannerCont
     rng = np.random.default_rng(seed)
     return PlannerContext(num_devices=K, devices_per_round=n, rounds=20, cpu_freq_hz=rng.uniform(0.5e9, 2e9, K),
                           max_power_w=np.full(K, 0.2), kappa=1e-28, data_sizes=rng.integers(10, 80, K).astype(float),
-                          noise_psd_w_per_hz=N0, total_bandwidth_hz=B,
-                          wireless=WirelessConfig(interferer_density_per_m2=density), lora_dims=DIMS, seed=seed,
+                          link=link_from_config(WirelessConfig(interferer_density_per_m2=density, uplink_bandwidth_hz=B)),
+                          lora_dims=DIMS, seed=seed,
                           scheduler="random")
 
 
@@ -109,9 +110,9 @@ def simulate(ctx: PlannerContext, options: dict, rounds: int = 10) -> dict:
         plan = pl.plan(inp)
         sel = plan.selected
         s_k = np.where(sel, np.where(plan.extra["modules"] >= 0, S[np.maximum(plan.extra["modules"], 0)], 0.0), 0.0)
-        rate = shannon_rate_bps(plan.bandwidth_hz, plan.power_w, inp.channel_gain, N0)
+        rate = ctx.link.uplink_rate_bps(plan.bandwidth_hz, plan.power_w, inp.channel_gain)   # the charged rate
         t_up = np.divide(s_k, rate, out=np.zeros(len(sel)), where=rate > 0)
-        succ = np.where(sel, pl.radio.success(dist, plan.power_w, plan.bandwidth_hz), 0.0)  # PPP closed form
+        succ = np.where(sel, pl.radio.success(dist, plan.power_w, plan.bandwidth_hz, inp.channel_gain), 0.0)
         energy = np.where(sel, inp.compute_energy_j + plan.power_w * t_up, 0.0)
         pl.observe(inp, plan, RoundOutcome(sel & (succ > 0.5), succ, energy, t_up, s_k, float(t_up.max())))
         power += plan.power_w[sel].tolist()

@@ -15,16 +15,17 @@ from airtune.errors import ConfigError
 from airtune.registry import ALLOCATORS
 from airtune.wireless.channel import shannon_rate_bps
 from airtune.wireless.units import dbm_to_w
+from airtune.wireless.link import link_from_config
 
 K = 8
-WIRELESS = Config().wireless
+WIRELESS = Config().wireless.model_copy(update={"link": "error_free"})
 N0 = dbm_to_w(WIRELESS.noise_psd_dbm_per_hz)
 
 
 def context(rounds: int = 6, n: int = 3) -> PlannerContext:
     return PlannerContext(num_devices=K, devices_per_round=n, rounds=rounds, cpu_freq_hz=np.full(K, 1e9),
                           max_power_w=np.full(K, 0.2), kappa=1e-28, data_sizes=np.full(K, 100.0),
-                          noise_psd_w_per_hz=N0, total_bandwidth_hz=10e6, wireless=WIRELESS, lora_dims=[],
+                          link=link_from_config(WIRELESS.model_copy(update={"uplink_bandwidth_hz": 10e6})), lora_dims=[],
                           seed=0, scheduler="random")
 
 

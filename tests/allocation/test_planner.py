@@ -11,12 +11,14 @@ from airtune.allocation.planner import FunctionPlanner, Planner, PlannerContext,
 from airtune.config import Config
 from airtune.errors import ConfigError
 from airtune.experiment.validate import allocator_option_errors
+from airtune.wireless.link import link_from_config
+from airtune.config.schema import WirelessConfig
 
 
 def context(K: int = 6, n: int = 2) -> PlannerContext:
     return PlannerContext(num_devices=K, devices_per_round=n, rounds=3, cpu_freq_hz=np.full(K, 1e9),
                           max_power_w=np.full(K, 0.2), kappa=1e-28, data_sizes=np.full(K, 100.0),
-                          noise_psd_w_per_hz=4e-21, total_bandwidth_hz=1e6, wireless=None, lora_dims=[],
+                          link=link_from_config(WirelessConfig(uplink_bandwidth_hz=1e6)), lora_dims=[],
                           seed=0, scheduler="best_channel")
 
 

@@ -13,10 +13,11 @@ from airtune.lora.soft_payload import soft_payload_table
 from airtune.registry import ALLOCATORS
 from airtune.wireless.channel import path_gain, shannon_rate_bps
 from airtune.wireless.units import dbm_to_w
+from airtune.wireless.link import link_from_config
 
 K, N, R = 8, 3, 8
 DIMS = [(384, 384)] * 12
-W = Config().wireless
+W = Config().wireless.model_copy(update={"link": "error_free"})
 N0 = dbm_to_w(W.noise_psd_dbm_per_hz)
 BW = 1e6
 DIST = np.linspace(60, 480, K)
@@ -26,8 +27,8 @@ TABLE = soft_payload_table(R, DIMS).astype(float) + 10_000   # + a head
 def context(seed=0) -> PlannerContext:
     return PlannerContext(num_devices=K, devices_per_round=N, rounds=100, cpu_freq_hz=np.full(K, 1e9),
                           max_power_w=np.full(K, dbm_to_w(23.0)), kappa=1e-28,
-                          data_sizes=np.arange(1.0, K + 1) * 50, noise_psd_w_per_hz=N0, total_bandwidth_hz=BW,
-                          wireless=W, lora_dims=DIMS, seed=seed, scheduler="random")
+                          data_sizes=np.arange(1.0, K + 1) * 50,
+                          link=link_from_config(W.model_copy(update={"uplink_bandwidth_hz": BW})), lora_dims=DIMS, seed=seed, scheduler="random")
 
 
 def inputs(t: int, curve=None) -> RoundInputs:

@@ -81,3 +81,17 @@ def test_ls_lists_registries(capsys):
 def test_validate_ok(capsys):
     code, _, out = run_cli(capsys, "validate", "configs/default.yaml" if __import__("os").path.exists("configs/default.yaml") else "rounds=2")
     assert code == 0 and out.startswith("ok:")
+
+
+@pytest.mark.parametrize("allocator", ["lyapunov", "tsfa"])
+def test_validate_rejects_a_planner_that_cannot_model_the_link(capsys, allocator):
+    opts = ["allocation.options.latency_budget_s=4"] if allocator == "tsfa" else []
+    code, err, _ = run_cli(capsys, "validate", f"allocation.name={allocator}", "wireless.link=fixed_rate_outage", *opts)
+    assert code == 2 and len(err) == 1 and "wireless.link=error_free" in err[0] and "fix:" in err[0]
+    code, _, _ = run_cli(capsys, "validate", f"allocation.name={allocator}", "wireless.link=error_free", *opts)
+    assert code == 0
+
+
+def test_validate_rejects_switching_with_instantaneous_csi_on_a_fixed_rate_link(capsys):
+    code, err, _ = run_cli(capsys, "validate", "allocation.name=model_switching", "wireless.csi=instantaneous")
+    assert code == 2 and len(err) == 1 and "wireless.csi=statistical" in err[0]

@@ -16,7 +16,7 @@ def test_fedit_learns_sst2(glue_dir, tmp_path):
     out = tmp_path / "run"
     args = tiny_overrides(glue_dir, **{"data.partition": "iid", "data.train_subset": 1200, "rounds": 4,
                                        "eval_every": 4, "train.local_steps": 12, "train.batch_size": 16,
-                                       "train.lr": 2e-3, "wireless.outage": "none"})
+                                       "train.lr": 2e-3, "wireless.link": "error_free"})
     assert main(["run", "--quiet", "--out", str(out), *args]) == 0
     summary = json.loads((out / "summary.json").read_text())
     # 200 balanced test sentences: chance is 0.5; 0.70 is far outside its sampling noise (sd 0.035).

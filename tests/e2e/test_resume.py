@@ -152,3 +152,12 @@ def test_resume_refuses_an_edited_run_config(stopped, capsys):
     code = main(["run", "--quiet", "--resume", str(stopped)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "config hash" in err and "fix:" in err
+
+
+def test_every_upload_of_a_default_run_is_charged_a_rate_decodable_in_its_delivery_event(reference):
+    rows = [r for r in records(reference / "clients.jsonl") if r["selected"]]
+    assert rows and any(not r["delivered"] for r in rows)
+    for r in rows:
+        decodable = r["rate_bps"] <= r["capacity_bps"] * (1 + 1e-9)
+        assert r["delivered"] == decodable, r
+        assert r["rate_bps"] == pytest.approx(r["bandwidth_hz"] * 1.0)   # fixed rate b log2(1 + theta), theta = 0 dB

@@ -26,7 +26,7 @@ def records(path: Path) -> list[dict]:
 def test_split_fedlora_learns(glue_dir, tmp_path):
     args = tiny_overrides(glue_dir, **{"data.partition": "iid", "data.train_subset": 1200, "rounds": 3,
                                        "eval_every": 3, "train.local_steps": 8, "train.batch_size": 16,
-                                       "train.lr": 3e-3, "train.head_lr": 2e-2, "wireless.outage": "none",
+                                       "train.lr": 3e-3, "train.head_lr": 2e-2, "wireless.link": "error_free",
                                        "strategy.name": "split_fedlora"})
     out = tmp_path / "run"
     assert main(["run", "--quiet", "--out", str(out), *args]) == 0
@@ -41,7 +41,7 @@ def test_split_fedlora_learns(glue_dir, tmp_path):
 
 def test_split_fedlora_with_lyapunov_resumes_exactly(glue_dir, tmp_path):
     args = tiny_overrides(glue_dir, **{"strategy.name": "split_fedlora", "allocation.name": "lyapunov",
-                                       "train.local_steps": 2, "wireless.outage": "none"})
+                                       "train.local_steps": 2, "wireless.link": "error_free"})
     args.append(LYAP)
     ref = tmp_path / "ref"
     assert main(["run", "--quiet", "--out", str(ref), *args]) == 0

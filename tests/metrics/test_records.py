@@ -35,8 +35,10 @@ def client_arrays(k: int = 4) -> dict:
     return dict(
         selected=np.array([True, False, True, True]), delivered=np.array([True, False, False, True]),
         distance_m=np.linspace(10, 100, k), channel_gain=np.full(k, 1e-9), bandwidth_hz=np.array([1e6, 0, 1e6, 2e6]),
-        power_w=np.full(k, 0.1), rate_bps=np.array([1e6, np.nan, 2e6, np.inf]), payload_bits=np.array([8e5, 0, 8e5, 8e5]),
+        power_w=np.full(k, 0.1), rate_bps=np.array([1e6, np.nan, 2e6, np.inf]), sinr=np.array([3.0, 0, 1.0, 7.0]),
+        capacity_bps=np.array([2e6, 0, 1e6, 6e6]), payload_bits=np.array([8e5, 0, 8e5, 8e5]),
         downlink_bits=np.full(k, 1000, dtype=np.int64), compute_s=np.full(k, 0.2, dtype=np.float32),
+        server_s=np.zeros(k),
         comm_s=np.array([0.8, 0.0, 0.4, 0.4]), energy_j=np.full(k, 0.05), success_prob=np.array([0.9, 1.0, 0.5, 0.99]),
         num_samples=np.array([32, 0, 16, 8]), train_loss=[0.5, None, 0.6, float("nan")],
     )
@@ -60,7 +62,8 @@ def test_extra_key_collision_raises():
 def test_nan_and_inf_serialise_as_null():
     d = round_record(loss=float("nan"), accuracy=np.float32("inf"), extra={"obj": [1.0, float("-inf")]}).to_dict()
     assert d["loss"] is None and d["accuracy"] is None and d["obj"] == [1.0, None]
-    c = ClientRecord(0, 1, False, False, 10.0, 1e-9, 0.0, 0.1, float("nan"), 0, 0, 0.0, 0.0, 0.0, 1.0, 0, None)
+    c = ClientRecord(0, 1, False, False, 10.0, 1e-9, 0.0, 0.1, float("nan"), 0.0, 0.0, 0, 0, 0.0, 0.0, 0.0, 0.0, 1.0, 0,
+                     None)
     assert c.to_dict()["rate_bps"] is None
     assert "NaN" not in json.dumps(c.to_dict())
 

@@ -63,7 +63,7 @@ def test_flora_resume_rebuilds_the_merged_base_weights(glue_dir, tmp_path, one_t
     from airtune.experiment.runner import run_experiment
 
     overrides = ["rounds=2", "eval_every=1", "num_devices=4", "devices_per_round=2", "data.train_subset=400",
-                 "data.test_subset=100", "train.local_steps=2", "strategy.name=flora", "wireless.outage=none",
+                 "data.test_subset=100", "train.local_steps=2", "strategy.name=flora", "wireless.link=error_free",
                  "lora.device_ranks=random_set", f"data.dir={glue_dir}", "train.num_threads=1"]
     ref = tmp_path / "ref"
     assert main(["run", "--out", str(ref), *overrides, "--quiet"]) == 0

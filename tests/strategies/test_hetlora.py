@@ -103,3 +103,32 @@ def test_pruning_off_by_default(syn, gen):
     up = syn.update(2, syn.make_state(8, gen), 20, tail_ref=1e9)
     server, report = s.aggregate(0, server, [up], {2})
     assert report["pruned"] == [] and s.device_ranks(server).tolist() == RANKS
+
+
+def test_pruned_upload_keeps_the_effective_update_of_the_kept_components(syn):
+    """r = 4 -> r' = 2, alpha = 16, by hand: (alpha / r') B' A' == (alpha / r) B[:, :2] A[:2, :]."""
+    p = "base_model.model.enc.layer.0.query"
+    a_key, b_key, head = f"{p}.lora_A.weight", f"{p}.lora_B.weight", "base_model.model.classifier.bias"
+    A = torch.tensor([[1., 0., 0.], [0., 1., 0.], [0., 0., 1.], [1., 1., 1.]], dtype=torch.float64)  # (4, 3)
+    B = torch.tensor([[1., 2., 3., 4.], [5., 6., 7., 8.]], dtype=torch.float64)                         # (2, 4)
+    state = {a_key: A, b_key: B, head: torch.tensor([0.5, -0.5], dtype=torch.float64)}
+    s = HetLoRA({"self_prune": True, "prune_gamma": 0.5}, context=syn.context([4, 4]))
+    # tail = components 2, 3: ||B[:, 2:]||_F ||A[2:]||_F = sqrt(138) * 2 < the reference: prune to 2
+    up = syn.update(0, state, 10, tail_ref=1e9)
+    sent = s.uplink_payload(up)
+    assert torch.equal(sent[a_key], torch.tensor([[1., 0., 0.], [0., 1., 0.]], dtype=torch.float64))
+    assert torch.equal(sent[b_key], torch.tensor([[0.5, 1.0], [2.5, 3.0]], dtype=torch.float64))  # x r'/r = 1/2
+    kept = torch.tensor([[4., 8., 0.], [20., 24., 0.]], dtype=torch.float64)  # (16 / 4) * B[:, :2] @ A[:2]
+    torch.testing.assert_close((16.0 / 4) * B[:, :2] @ A[:2], kept, rtol=0, atol=0)
+    torch.testing.assert_close((16.0 / 2) * sent[b_key] @ sent[a_key], kept, rtol=0, atol=1e-6)
+    assert torch.equal(sent[head], state[head])
+    # the server sees the same update: a sole delivered upload becomes the (scale-1) global pair ...
+    server = s.init_state({k: torch.zeros_like(v) for k, v in state.items()})
+    new, report = s.aggregate(0, server, [up], delivered={0})
+    assert report["pruned"] == [0] and report["ranks_delivered"] == [2]
+    torch.testing.assert_close(new.tensors[b_key] @ new.tensors[a_key], kept, rtol=0, atol=1e-6)
+    # ... and the device, now of rank 2, gets its pruned factors back
+    (task,) = s.configure_round(1, new, [0], {0: 0}, 1)
+    assert task.info["rank"] == 2
+    torch.testing.assert_close(task.state[a_key], sent[a_key], rtol=0, atol=1e-12)
+    torch.testing.assert_close(task.state[b_key], sent[b_key], rtol=0, atol=1e-12)

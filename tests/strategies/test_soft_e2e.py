@@ -33,7 +33,8 @@ def test_soft_tsfa_error_feedback_runs_and_resumes_exactly(glue_dir, tmp_path):
                  "data.test_subset=100", "train.local_steps=2", "strategy.name=soft",
                  "strategy.options.error_feedback=true", "allocation.name=tsfa",
                  "allocation.options.latency_budget_s=0.3", "allocation.options.stage1_samples=16",
-                 "wireless.uplink_bandwidth_hz=1.0e6", f"data.dir={glue_dir}", "train.num_threads=1"]
+                 "wireless.uplink_bandwidth_hz=1.0e6", "wireless.link=error_free", f"data.dir={glue_dir}",
+                 "train.num_threads=1"]
     try:
         ref = tmp_path / "ref"
         assert main(["run", "--out", str(ref), *overrides, "--quiet"]) == 0

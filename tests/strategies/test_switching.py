@@ -123,7 +123,7 @@ def test_model_switching_runs_from_the_cli_and_learns(glue_dir, tmp_path):
             "allocation.name=model_switching", "strategy.options.module_ranks=[2,4,4]",
             *tiny_overrides(glue_dir, rounds=2, eval_every=2, num_devices=6, devices_per_round=3,
                             **{"train.local_steps": 8, "data.test_subset": 150, "data.partition": "iid",
-                               "wireless.outage": "none", "train.num_threads": 1})]
+                               "wireless.link": "error_free", "train.num_threads": 1})]
     assert main(args) == 0  # measured: 0.75 after 3 rounds of this setup
     metrics, clients = read(out / "metrics.jsonl"), read(out / "clients.jsonl")
     assert metrics[-1]["accuracy"] > 0.6  # chance is ~0.5 on SST-2

@@ -9,10 +9,11 @@ device actually spent (compute + upload, measured by the runner) in :meth:`obser
 Inputs mapped from :class:`~airtune.allocation.planner.RoundInputs`: the planned upload
 :math:`S_k` (for split federated LoRA the head plus every iteration's activation traffic, the
 strategy's ``planned_bits``), the device compute time and energy, the channel gains. The
-downlink time is estimated with the downlink bandwidth shared by ``max_devices`` devices at the
-server's power (the runner shares it among the devices actually scheduled, so the estimate is
-conservative when fewer are chosen). Power is every device's maximum (papers.md §1.3: fixed
-:math:`p_k`).
+downlink and edge-server times come from the run's link (``wireless/link.py``) and cost model
+at ``N = max_devices`` (the runner shares both among the devices actually scheduled, so the
+estimate is conservative when fewer are chosen). Power is every device's maximum (papers.md
+§1.3: fixed :math:`p_k`). The solver models paper 1's error-free Shannon uplink, so the
+planner refuses any other ``wireless.link``.
 
 Without ``energy_budget_j`` the queues stay at zero and the solver schedules the largest set
 that meets the deadline within the bandwidth (up to ``max_devices``).
@@ -28,12 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from airtune.allocation.lyapunov import (
     EnergyQueues, bound_weight, g_inverse, g_without_replacement, step_queues,
 )
-from airtune.allocation.planner import Planner, RoundInputs, RoundOutcome
+from airtune.allocation.planner import Planner, RoundInputs, RoundOutcome, planned_downlink_s
 from airtune.allocation.result import Allocation
 from airtune.allocation.scheduling import schedule_lyapunov
 from airtune.registry import ALLOCATORS
-from airtune.wireless.channel import shannon_rate_bps
-from airtune.wireless.units import dbm_to_w
 
 __all__ = ["LyapunovOptions", "LyapunovPlanner", "PARTICIPATION_FUNCTIONS"]
 
@@ -77,6 +76,10 @@ class LyapunovPlanner(Planner):
         self.cum_energy_j = np.zeros(K)
         self.rounds_seen = 0
 
+    @classmethod
+    def check_link(cls, link) -> None:
+        link.require("allocation.name = 'lyapunov' (paper 1)")
+
     # -- the per-round decision ------------------------------------------------------------------
     def solver_kwargs(self, inputs: RoundInputs) -> dict[str, Any]:
         """The keyword arguments of ``schedule_lyapunov`` for this round (also used by tests)."""
@@ -90,12 +93,15 @@ class LyapunovPlanner(Planner):
                     max_devices=self.max_devices, method=o.method, orders=tuple(o.orders))
 
     def downlink_s(self, inputs: RoundInputs) -> np.ndarray:
-        """Downlink time if scheduled: the planned bits at the rate of a ``1/max_devices`` share."""
-        w = self.context.wireless
-        bw = w.downlink_bandwidth_hz / self.max_devices
-        rate = shannon_rate_bps(bw, dbm_to_w(w.server_power_dbm), inputs.channel_gain,
-                                self.context.noise_psd_w_per_hz)
-        return np.asarray(inputs.downlink_bits, dtype=float) / rate
+        """Downlink plus edge-server time if scheduled, at ``N = max_devices``: the link's downlink
+        (``planner.planned_downlink_s``) and the server share of ``wireless.cost.server_compute_s``.
+
+        Our choice: the deadline is checked at the largest :math:`N` the planner may pick, whose
+        downlink share and server share are the smallest, so a plan that meets it meets it at the
+        :math:`N` actually scheduled (the runner charges that :math:`N`).
+        """
+        n = self.max_devices
+        return planned_downlink_s(self.context.link, inputs, n) + n * np.asarray(inputs.server_s_alone, float)
 
     def plan(self, inputs: RoundInputs) -> Allocation:
         return schedule_lyapunov(**self.solver_kwargs(inputs))

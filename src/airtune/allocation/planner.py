@@ -27,8 +27,34 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from airtune.allocation.result import Allocation
+from airtune.wireless.cost import comm_latency_s, device_latency_s, round_latency_s
+from airtune.wireless.link import LinkModel
 
-__all__ = ["PlannerContext", "RoundInputs", "RoundOutcome", "Planner", "FunctionPlanner", "make_planner"]
+__all__ = ["PlannerContext", "RoundInputs", "RoundOutcome", "Planner", "FunctionPlanner", "make_planner",
+           "planned_downlink_s", "planned_latency_s"]
+
+
+def planned_downlink_s(link: LinkModel, inputs: "RoundInputs", num_scheduled: int) -> np.ndarray:
+    """Downlink time (K,) of each device if ``num_scheduled`` are scheduled (``LinkModel`` downlink)."""
+    rate = link.downlink_rate_if_bps(num_scheduled, inputs.channel_gain)
+    return comm_latency_s(np.asarray(inputs.downlink_bits, float), rate)
+
+
+def planned_latency_s(link: LinkModel, inputs: "RoundInputs", selected, bandwidth_hz,
+                      power_w) -> tuple[np.ndarray, float]:
+    """Per-device latency (K,; 0 where idle) and round latency a planner expects for a plan.
+
+    The runner's definition (``wireless.cost.device_latency_s`` / ``round_latency_s``) with the
+    link's charged uplink rate and downlink, on the channel the planner sees; equal to what the
+    runner charges when the planner has instantaneous CSI (tested).
+    """
+    sel = np.asarray(selected, bool)
+    n = int(sel.sum())
+    up = comm_latency_s(np.asarray(inputs.uplink_bits, float),
+                        np.where(sel, link.uplink_rate_bps(bandwidth_hz, power_w, inputs.channel_gain), 1.0))
+    server = n * np.asarray(inputs.server_s_alone, float) * np.ones(sel.shape)
+    lat = np.where(sel, device_latency_s(inputs.compute_s, server, up, planned_downlink_s(link, inputs, n)), 0.0)
+    return lat, round_latency_s(lat, sel)
 
 
 class NoPlannerOptions(BaseModel):
@@ -55,12 +81,11 @@ class PlannerContext:
         Effective switched capacitance.
     data_sizes : numpy.ndarray, shape (K,)
         Local dataset size :math:`D_k` of every device.
-    noise_psd_w_per_hz : float
-        Thermal noise PSD :math:`N_0`.
-    total_bandwidth_hz : float
-        Uplink bandwidth :math:`B`.
-    wireless : Any
-        The ``wireless`` config section (outage model, PPP parameters ...).
+    link : LinkModel
+        The radio link (``wireless/link.py``), built once by the runner: noise, bandwidths, the
+        charged rate, the success probability of the delivery event, the downlink. Planners use
+        it and never the raw ``wireless`` config. ``noise_psd_w_per_hz`` (:math:`N_0`) and
+        ``total_bandwidth_hz`` (uplink :math:`B`) are read from it.
     lora_dims : list of (d_in, d_out)
         Shapes of the adapted matrices (empty without LoRA), for payload models.
     seed : int
@@ -76,12 +101,18 @@ class PlannerContext:
     max_power_w: np.ndarray
     kappa: float
     data_sizes: np.ndarray
-    noise_psd_w_per_hz: float
-    total_bandwidth_hz: float
-    wireless: Any
+    link: LinkModel
     lora_dims: list[tuple[int, int]]
     seed: int
     scheduler: str
+
+    @property
+    def noise_psd_w_per_hz(self) -> float:
+        return self.link.noise_psd_w_per_hz
+
+    @property
+    def total_bandwidth_hz(self) -> float:
+        return self.link.uplink_bandwidth_hz
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +126,9 @@ class RoundInputs:
     rng : numpy.random.Generator
         The round's scheduling stream.
     channel_gain : numpy.ndarray, shape (K,)
-        Channel power gain :math:`h_k(t)` (path loss x fading).
+        Channel power gain :math:`h_k(t)` as the planner sees it (``LinkModel.planner_gain``):
+        path loss x this round's fading with instantaneous CSI, the path loss (the mean) with
+        statistical CSI.
     distance_m : numpy.ndarray, shape (K,)
         Device distances.
     uplink_bits : numpy.ndarray, shape (K,)
@@ -107,6 +140,10 @@ class RoundInputs:
         Local compute latency of the round if scheduled (device-side modules only).
     compute_energy_j : numpy.ndarray, shape (K,)
         Local compute energy of the round if scheduled.
+    server_s_alone : numpy.ndarray, shape (K,)
+        Edge-server compute time of the device's round if it had the server alone (split
+        learning; 0 otherwise); with :math:`N` scheduled it is :math:`N` times this
+        (``wireless.cost.server_compute_s``).
     hints : dict
         What the strategy tells the planner before the round (``Strategy.planner_hints``), e.g.
         SOFT's payload table and truncation-error curve for TSFA; empty by default.
@@ -121,6 +158,7 @@ class RoundInputs:
     compute_s: np.ndarray
     compute_energy_j: np.ndarray
     hints: dict[str, Any] = field(default_factory=dict)
+    server_s_alone: np.ndarray | float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,7 +186,13 @@ class Planner:
 
         self.options = parse_options(self.Options, options or {}, type(self).__name__,
                                      section="allocation.options")
+        self.check_link(context.link)
         self.context = context
+
+    @classmethod
+    def check_link(cls, link: LinkModel) -> None:
+        """Raise a one-line ConfigError if this planner cannot model ``link`` (also run by
+        ``airtune validate``); every link by default."""
 
     def plan(self, inputs: RoundInputs) -> Allocation:
         raise NotImplementedError

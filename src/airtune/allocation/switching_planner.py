@@ -9,8 +9,9 @@ Each round the planner minimises the drift-plus-penalty objective [neely2010lyap
     \qquad E_k = E^{\rm cp}_k + p_k\,\frac{S_{m(k)}}{R_k(b_k,p_k)}
 
 (:func:`round_objective`; :math:`\mathcal G` the [R] risk-gap bound of
-:mod:`airtune.allocation.risk`, :math:`q_k` the PPP outage of papers.md §3.3, :math:`R_k` the
-Shannon rate the runner uses, :math:`Q_k` the energy queues, :math:`\eta` the
+:mod:`airtune.allocation.risk`, :math:`q_k` the outage of the run's link and :math:`R_k` the
+rate it charges (``wireless/link.py``: fixed rate :math:`b\log_2(1+\theta)` with the PPP success
+probability of papers.md §3.3 under ``fixed_rate_outage``, the Shannon rate otherwise), :math:`Q_k` the energy queues, :math:`\eta` the
 energy-efficiency coefficient, :math:`H_k` the participation queues of constraint (7f)) by
 block-coordinate descent over the three existing subproblem solvers, until :math:`J` changes
 by at most ``tol`` :math:`\cdot(1+|J|)`, an iteration raises :math:`J` above the best
@@ -54,7 +55,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from airtune.allocation.bandwidth_tiers import bandwidth_for_switching
-from airtune.allocation.planner import Planner, PlannerContext, RoundInputs, RoundOutcome
+from airtune.allocation.planner import Planner, PlannerContext, RoundInputs, RoundOutcome, planned_downlink_s
 from airtune.allocation.power import PowerProblem, solve_power
 from airtune.allocation.rate_model import deadline_min_bandwidth_hz
 from airtune.allocation.result import Allocation
@@ -68,9 +69,6 @@ from airtune.allocation.switching import (
 from airtune.allocation.switching_problem import step_participation_queues, switching_costs
 from airtune.errors import ConfigError
 from airtune.registry import ALLOCATORS
-from airtune.wireless.channel import path_gain_at_1m_from_db, path_loss_exponent_from_slope, shannon_rate_bps
-from airtune.wireless.outage import ppp_success_probability
-from airtune.wireless.units import db_to_linear, dbm_to_w
 
 __all__ = ["SwitchingPlanner", "SwitchingPlannerOptions", "module_payload_bits", "outage_weight",
            "round_objective"]
@@ -148,25 +146,31 @@ def outage_weight(x, success_prob, data_sizes, ranks, coef: RiskCoefficients) ->
 
 
 class _Radio:
-    """Channel constants of the planner's models (from the ``wireless`` config)."""
+    """The run's link as the planner's models use it (``wireless/link.py``): the charged rate,
+    the success probability of the delivery event, the solvers' rate model."""
 
     def __init__(self, ctx: PlannerContext) -> None:
-        from airtune.config.schema import WirelessConfig
+        link = ctx.link
+        self.link = link
+        self.n0 = float(link.noise_psd_w_per_hz)
+        self.ppp = link.mode == "fixed_rate_outage"     # success depends on power and bandwidth
+        self.theta = float(link.sinr_threshold)
+        self.alpha = float(link.path_loss_exponent)
+        self.gain_1m = float(link.path_gain_at_1m)
+        self.density = float(link.interferer_density_per_m2)
+        self.p_int = float(link.interferer_power_w)
+        self.rate_model = link.rate_model
+        self.interference_w = float(link.rate_interference_w)
 
-        w = ctx.wireless if ctx.wireless is not None else WirelessConfig()
-        self.n0 = float(ctx.noise_psd_w_per_hz)
-        self.ppp = w.outage == "ppp"
-        self.theta = float(db_to_linear(w.sinr_threshold_db))
-        self.alpha = float(path_loss_exponent_from_slope(w.path_loss_slope_db))
-        self.gain_1m = float(path_gain_at_1m_from_db(w.path_loss_const_db, w.path_loss_slope_db))
-        self.density = float(w.interferer_density_per_m2)
-        self.p_int = float(dbm_to_w(w.interferer_power_dbm))
+    def success(self, distance_m, power_w, bandwidth_hz, channel_gain) -> np.ndarray:
+        return self.link.success_probability(distance_m, bandwidth_hz, np.maximum(power_w, 1e-30), channel_gain)
 
-    def success(self, distance_m, power_w, bandwidth_hz) -> np.ndarray:
-        if not self.ppp:
-            return np.ones(np.shape(distance_m))
-        return ppp_success_probability(distance_m, np.maximum(power_w, 1e-30), bandwidth_hz, self.n0, self.theta,
-                                       self.alpha, self.gain_1m, self.density, self.p_int)
+    def rate(self, bandwidth_hz, power_w, channel_gain) -> np.ndarray:
+        return self.link.uplink_rate_bps(bandwidth_hz, power_w, channel_gain)
+
+    def solver_kwargs(self) -> dict[str, Any]:
+        """Rate-model arguments of the bandwidth and deadline solvers (``rate_model.py``)."""
+        return {"rate_model": self.rate_model, "sinr_threshold": self.theta, "interference_w": self.interference_w}
 
 
 class _Risk:
@@ -197,9 +201,9 @@ def round_objective(x, bandwidth_hz, power_w, payload_bits, inputs: RoundInputs,
     x = np.asarray(x, bool)
     sel = x.any(axis=1)
     s_k = x.astype(float) @ np.asarray(payload_bits, float)
-    succ = np.where(sel, radio.success(inputs.distance_m, power_w, bandwidth_hz), 0.0)
+    succ = np.where(sel, radio.success(inputs.distance_m, power_w, bandwidth_hz, inputs.channel_gain), 0.0)
     g = risk.value(x, succ)
-    rate = shannon_rate_bps(bandwidth_hz, power_w, inputs.channel_gain, radio.n0)
+    rate = radio.rate(bandwidth_hz, power_w, inputs.channel_gain)
     tx = np.divide(power_w * s_k, rate, out=np.full(sel.shape, np.inf), where=rate > 0)
     energy = np.where(sel, inputs.compute_energy_j + tx, 0.0)
     j = v * g + float(np.sum((energy_weight * energy)[sel])) - float(np.sum(participation_backlog[sel]))
@@ -229,6 +233,14 @@ class SwitchingPlanner(Planner):
         self.participation_sum = np.zeros(K)
         self.rounds_seen = 0
         self.module_samples: np.ndarray | None = None  # P_m of the ensemble bound
+
+    @classmethod
+    def check_link(cls, link) -> None:
+        if link.mode == "fixed_rate_outage" and not (link.csi == "statistical" and link.rayleigh):
+            raise ConfigError("allocation.name = 'model_switching' with wireless.link = fixed_rate_outage plans "
+                              "with the closed-form PPP success probability (statistical CSI, Rayleigh fading); "
+                              f"got wireless.csi = {link.csi}, wireless.fading rayleigh = {link.rayleigh}; fix: "
+                              "set wireless.csi=statistical and wireless.fading=rayleigh")
 
     # ---------------------------------------------------------------------------------- helpers
     def modules(self, inputs: RoundInputs) -> tuple[np.ndarray, np.ndarray]:
@@ -280,14 +292,18 @@ class SwitchingPlanner(Planner):
         D, V = np.asarray(c.data_sizes, float), float(o.V)
         risk = _Risk(o.risk, self._coefficients(), D, ranks, self.module_samples)
         w_e, H = self._energy_weight(), self.participation_queue
-        slack = None if o.deadline_s is None else np.asarray(o.deadline_s - inputs.compute_s, float)
-        budget_up = None if slack is None else np.maximum(slack, 1e-9)  # upload time budget Delta_k
+        # upload time budget Delta_k: the deadline less compute, server and downlink time (these at
+        # N = n_max, the smallest shares: our choice, conservative when fewer take part)
+        slack = None if o.deadline_s is None else np.asarray(
+            o.deadline_s - inputs.compute_s - n_max * np.asarray(inputs.server_s_alone, float)
+            - planned_downlink_s(c.link, inputs, n_max), float)
+        budget_up = None if slack is None else np.maximum(slack, 1e-9)
         if budget_up is None:
             floors = np.zeros((K, M))
         else:
             args = np.broadcast_arrays(S[None, :], budget_up[:, None], p_max[:, None], h[:, None])
-            floors = deadline_min_bandwidth_hz(*(a.ravel() for a in args), radio.n0,
-                                               total_bandwidth_hz=B).reshape(K, M)
+            floors = deadline_min_bandwidth_hz(*(a.ravel() for a in args), radio.n0, radio.interference_w,
+                                               radio.rate_model, radio.theta, total_bandwidth_hz=B).reshape(K, M)
             floors = np.where(slack[:, None] > 0, floors, np.inf)
         eligible = np.isfinite(floors) & (floors <= B)
         resource = np.where(eligible, np.maximum(floors, B / n_max), B)
@@ -296,9 +312,9 @@ class SwitchingPlanner(Planner):
         best, trace, sw_iters, j_prev, stop = None, [], 0, None, "max_outer"
         for it in range(1, int(o.max_outer) + 1):
             # (1) model switching on the linearised bound
-            succ = radio.success(dist, p, b_est)
+            succ = radio.success(dist, p, b_est, h)
             d_g = risk.marginal(x, succ)
-            rate = shannon_rate_bps(b_est, p, h, radio.n0)[:, None]
+            rate = radio.rate(b_est, p, h)[:, None]
             e_km = inputs.compute_energy_j[:, None] + np.divide(
                 p[:, None] * S[None, :], rate, out=np.full((K, M), np.inf), where=rate > 0)
             cost = switching_costs(d_g, np.where(np.isfinite(e_km), e_km, 1e300), w_e, V, H)
@@ -313,7 +329,7 @@ class SwitchingPlanner(Planner):
             if sel.any():
                 b = bandwidth_for_switching(x, S, w_e, p, h, radio.n0, B, time_budget_s=budget_up,
                                             min_bandwidth_hz=np.full(K, o.min_bandwidth_fraction * B / n_max),
-                                            rate_model="shannon", search=o.bandwidth_search).bandwidth_hz
+                                            search=o.bandwidth_search, **radio.solver_kwargs()).bandwidth_hz
             p_new = self._power(x, S, b, inputs, w_e, V, risk, budget_up) if o.power == "adaptive" \
                 else p_max.copy()
             j, _ = round_objective(x, b, np.where(sel, p_new, 0.0), S, inputs, radio, w_e, H, V, risk)
@@ -381,15 +397,15 @@ class SwitchingPlanner(Planner):
         p_max = np.asarray(c.max_power_w, float) * np.ones(len(sel))
         if not sel.any():
             return p_max
-        succ = radio.success(inputs.distance_m, p_max, b)
-        w_q = risk.outage_weight(x, succ) if radio.ppp else np.zeros(len(sel))
+        succ = radio.success(inputs.distance_m, p_max, b, inputs.channel_gain)
+        w_q = risk.outage_weight(x, succ) if radio.ppp else np.zeros(len(sel))  # else success is power-free
         prob = PowerProblem(
             payload_bits=x.astype(float) @ S, bandwidth_hz=b, distance_m=inputs.distance_m, energy_weight=w_e, v=V,
             max_power_w=p_max, noise_psd_w_per_hz=radio.n0, sinr_threshold=radio.theta,
             path_loss_exponent=radio.alpha, path_gain_at_1m=radio.gain_1m,
             interferer_density_per_m2=radio.density, interferer_power_w=radio.p_int,
-            min_power_w=o.min_power_fraction * p_max, risk_weight=w_q, rate_model="shannon",
-            channel_gain=inputs.channel_gain, time_budget_s=budget_up)
+            min_power_w=o.min_power_fraction * p_max, risk_weight=w_q, rate_model=radio.rate_model,
+            channel_gain=inputs.channel_gain, interference_w=radio.interference_w, time_budget_s=budget_up)
         p = solve_power(prob, grid_points=o.power_grid_points).power_w
         flat = (w_e <= 0) & (V * w_q <= 0)  # nothing to trade: transmit at full power
         return np.where(sel & ~flat, p, p_max)

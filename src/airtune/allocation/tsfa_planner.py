@@ -15,8 +15,10 @@ latency queue :math:`Z`). The strategy (``soft``) supplies, through ``RoundInput
 payload table :math:`S(m)` in bits (head included) and the relative truncation-error curve of
 the global factors' scores, :math:`\tilde\varepsilon(m) = \varepsilon(m)/\varepsilon(0)`
 (a flat spectrum, :math:`1 - m/r`, while the scores are all zero). A device's fixed latency
-:math:`\tau_k` is its compute time plus its downlink time (equal share of the downlink band at
-the server's power), so the planned round latency equals the one the runner measures.
+:math:`\tau_k` is its compute time plus its downlink time (the run's link: an equal share of
+the downlink band at the server's power), so the planned round latency equals the one the
+runner measures. The per-round solver models paper 2's error-free Shannon uplink (papers.md
+§2.3), so the planner refuses any other ``wireless.link``.
 ``plan.extra["keep_ratio"]`` (K,) is :math:`m_k/r` (1 for devices not scheduled).
 :meth:`TSFAPlanner.observe` advances :math:`Z(t+1) = \max\{Z + T(t) - \bar T, 0\}` with the
 measured round latency.
@@ -30,14 +32,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from airtune.allocation.planner import Planner, PlannerContext, RoundInputs, RoundOutcome
+from airtune.allocation.planner import Planner, PlannerContext, RoundInputs, RoundOutcome, planned_downlink_s
 from airtune.allocation.result import Allocation
 from airtune.allocation.tsfa import solve_tsfa_round, step_latency_queue
 from airtune.allocation.tsfa_rank import RankBoundCoeffs, RankChoice, choose_rank
 from airtune.errors import ConfigError
 from airtune.registry import ALLOCATORS, SCHEDULERS
-from airtune.wireless.channel import path_gain, shannon_rate_bps
-from airtune.wireless.units import dbm_to_w
 
 log = logging.getLogger("airtune")
 
@@ -75,15 +75,17 @@ class TSFAPlanner(Planner):
         self.stage1_rank: int | None = None
         self.stage1: RankChoice | None = None
 
+    @classmethod
+    def check_link(cls, link) -> None:
+        link.require("allocation.name = 'tsfa' (paper 2)")
+
     # -- helpers --------------------------------------------------------------------------------
     def fixed_latency_s(self, inputs: RoundInputs, selected: np.ndarray) -> np.ndarray:
-        """Compute + downlink latency (K,) of each device if ``selected`` are scheduled."""
-        w, c = self.context.wireless, self.context
+        """Compute + edge-server + downlink latency (K,) of each device if ``selected`` are
+        scheduled: the runner's definitions (``planner.planned_downlink_s``, ``server_compute_s``)."""
         n_sel = max(int(selected.sum()), 1)
-        dl_rate = shannon_rate_bps(w.downlink_bandwidth_hz / n_sel, dbm_to_w(w.server_power_dbm),
-                                   inputs.channel_gain, c.noise_psd_w_per_hz)
-        with np.errstate(divide="ignore"):
-            return inputs.compute_s + np.where(dl_rate > 0, inputs.downlink_bits / dl_rate, np.inf)
+        return (np.asarray(inputs.compute_s, float) + n_sel * np.asarray(inputs.server_s_alone, float)
+                + planned_downlink_s(self.context.link, inputs, n_sel))
 
     def run_stage1(self, inputs: RoundInputs) -> RankChoice:
         """Stage 1: the structural rank from expected channel statistics (seeded Monte Carlo)."""
@@ -93,10 +95,9 @@ class TSFAPlanner(Planner):
                               "fix: use a LoRA strategy such as strategy.name=soft")
         K, n = c.num_devices, max(1, min(c.devices_per_round, c.num_devices))
         rng = np.random.default_rng([c.seed, 0x75FA])
-        w = c.wireless
-        beta = path_gain(inputs.distance_m, w.path_loss_const_db, w.path_loss_slope_db)  # (K,)
+        beta = c.link.mean_gain(inputs.distance_m)                                     # (K,)
         picks = np.stack([rng.choice(K, size=n, replace=False) for _ in range(o.stage1_samples)])
-        fading = rng.exponential(1.0, picks.shape) if w.fading == "rayleigh" else np.ones(picks.shape)
+        fading = rng.exponential(1.0, picks.shape) if c.link.rayleigh else np.ones(picks.shape)
         gains = beta[picks] * fading                                                    # (N, n)
         sel = np.zeros(K, bool)
         sel[:n] = True  # only the count matters for the downlink share

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, coerce_numbers_to_str=True)
@@ -136,10 +136,22 @@ class WirelessConfig(_Section):
     downlink_bandwidth_hz: float = F(20e6, "total downlink bandwidth in Hz", gt=0)
     device_max_power_dbm: float = F(23.0, "maximum device transmit power in dBm")
     server_power_dbm: float = F(43.0, "base-station transmit power in dBm")
-    outage: Literal["none", "ppp"] = F("ppp", "outage model: none, or PPP interference with SINR threshold")
-    interferer_density_per_m2: float = F(5e-7, "density of the PPP of interferers per square metre", ge=0)
+    link: Literal["error_free", "fixed_rate_outage", "adaptive_outage"] = F(
+        "fixed_rate_outage",
+        "uplink model (wireless/link.py): error_free (Shannon rate, no loss; papers 1, 2), fixed_rate_outage "
+        "(rate b log2(1+theta), lost when the realised SINR < theta; paper 3), adaptive_outage (rate from the "
+        "realised SNR backed off for interference, outage probability target_outage)")
+    csi: Literal["instantaneous", "statistical"] | None = Field(
+        None, examples=["statistical"],
+        description="what planners see before a round: the realised channel gain, or only its mean (distance); "
+                    "null: instantaneous for error_free and adaptive_outage, statistical for fixed_rate_outage")
+    interferer_density_per_m2: float = F(5e-7, "density of the PPP of out-of-cell interferers per square metre", ge=0)
     interferer_power_dbm: float = F(23.0, "transmit power of each interferer in dBm")
-    sinr_threshold_db: float = F(0.0, "SINR below which an upload is lost, in dB")
+    sinr_threshold_db: float = F(0.0, "fixed_rate_outage: the SINR theta the rate is set for; below it an upload is lost")
+    target_outage: float = F(0.1, "adaptive_outage: probability that interference makes an upload undecodable", gt=0, lt=1)
+    server_flops_per_s: float = F(
+        5e13, "edge-server throughput for the encoder of split learning, shared equally by the scheduled devices",
+        gt=0)
     cpu_freq_ghz_min: float = F(0.5, "lowest device CPU frequency in GHz", gt=0)
     cpu_freq_ghz_max: float = F(2.0, "highest device CPU frequency in GHz, >= cpu_freq_ghz_min", gt=0)
     cycles_per_sample: float | None = Field(
@@ -147,6 +159,18 @@ class WirelessConfig(_Section):
     )
     flops_per_cycle: float = F(16.0, "floating-point operations per CPU cycle", gt=0)
     kappa: float = F(1e-28, "effective switched capacitance of device CPUs: energy = kappa * cycles * f^2", gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "outage" in data:
+            value = data["outage"]
+            hint = {"ppp": "fixed_rate_outage", "none": "error_free"}.get(str(value), "fixed_rate_outage")
+            raise PydanticCustomError(
+                "airtune_renamed", "wireless.outage = {value!r} was replaced by wireless.link; fix: use "
+                "wireless.link={hint} (modes: error_free, fixed_rate_outage, adaptive_outage)",
+                {"value": value, "hint": hint})
+        return data
 
     @field_validator("min_distance_m")
     @classmethod

@@ -41,7 +41,6 @@ from airtune.training.evaluate import ensemble_metrics, evaluate
 from airtune.training.local import OptimConfig
 from airtune.wireless.channel import step_channel
 from airtune.wireless.cost import compute_energy_j, compute_latency_s
-from airtune.wireless.units import dbm_to_w
 
 log = logging.getLogger("airtune")
 
@@ -105,10 +104,9 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
             for task, up in zip(tasks, updates):
                 dl_bits[task.device] += s.strategy.downlink_bits(task, up)  # += : a device may train
                 ul_bits[up.device] += s.strategy.uplink_bits(up)            # several modules (switching)
-                samples[up.device] += cfg.train.local_steps * min(cfg.train.batch_size, up.num_samples)
+                samples[up.device] += s.samples_per_round[up.device]
                 loss[up.device] = up.train_loss
-            radio = radio_round(cfg, ch, s.devices, plan, ul_bits, dl_bits, samples,
-                                rng(cfg.seed, "outage", rnd), s.strategy.device_compute_fraction())
+            radio = price_round(s, ch, plan, ul_bits, dl_bits, samples, rnd)
             delivered = {int(k) for k in np.flatnonzero(radio.delivered)}
             lost = [k for k in selected if k not in delivered]
             if lost:
@@ -126,8 +124,9 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
             clients_log.write_many(records_from_arrays(rnd, dict(
                 device=np.arange(K), selected=plan.selected, delivered=radio.delivered,
                 distance_m=ch.distance_m, channel_gain=ch.channel_gain, bandwidth_hz=plan.bandwidth_hz,
-                power_w=plan.power_w, rate_bps=radio.uplink_rate_bps, payload_bits=ul_bits,
-                downlink_bits=dl_bits, compute_s=radio.cost.compute_s,
+                power_w=plan.power_w, rate_bps=radio.uplink_rate_bps, sinr=radio.sinr,
+                capacity_bps=radio.capacity_bps, payload_bits=ul_bits,
+                downlink_bits=dl_bits, compute_s=radio.cost.compute_s, server_s=radio.cost.server_s,
                 comm_s=radio.cost.uplink_s + radio.cost.downlink_s, energy_j=radio.cost.energy_j,
                 success_prob=radio.success_prob, num_samples=samples, train_loss=loss,
                 **_rank_column(ranks, K))))
@@ -141,6 +140,15 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
     return summary
 
 
+def price_round(s: Setup, ch, plan, ul_bits, dl_bits, samples, rnd: int):
+    """The round's radio outcome and costs (``experiment/round.radio_round``) with the run's link,
+    device profiles, device/server compute split and the round's outage stream."""
+    return radio_round(s.link, ch, s.devices, plan, ul_bits, dl_bits, samples, rng(s.cfg.seed, "outage", rnd),
+                       s.strategy.device_compute_fraction(),
+                       s.train_flops_per_sample * s.strategy.server_compute_fraction(),
+                       s.cfg.wireless.server_flops_per_s)
+
+
 def check_config_hash(ckpt: dict[str, Any], cfg: Config, run_dir: Path) -> None:
     """Refuse to resume a checkpoint written under another config (e.g. an edited config.resolved.yaml)."""
     stored, now = ckpt.get("config_hash"), rundir.config_hash(cfg)
@@ -152,13 +160,12 @@ def check_config_hash(ckpt: dict[str, Any], cfg: Config, run_dir: Path) -> None:
 
 def build_planner(s: Setup) -> Planner:
     """The round's allocator (``allocation.name``) with its options and the run constants."""
-    cfg, w = s.cfg, s.cfg.wireless
+    cfg = s.cfg
     context = PlannerContext(
         num_devices=cfg.num_devices, devices_per_round=cfg.devices_per_round, rounds=cfg.rounds,
         cpu_freq_hz=s.devices.cpu_freq_hz, max_power_w=s.devices.max_power_w, kappa=s.devices.kappa,
-        data_sizes=np.array([len(p) for p in s.partitions], dtype=float),
-        noise_psd_w_per_hz=dbm_to_w(w.noise_psd_dbm_per_hz), total_bandwidth_hz=w.uplink_bandwidth_hz,
-        wireless=w, lora_dims=lora_in_out_dims(s.model) if s.strategy.uses_lora else [], seed=cfg.seed,
+        data_sizes=np.array([len(p) for p in s.partitions], dtype=float), link=s.link,
+        lora_dims=lora_in_out_dims(s.model) if s.strategy.uses_lora else [], seed=cfg.seed,
         scheduler=cfg.allocation.scheduler)
     return make_planner(ALLOCATORS.get(cfg.allocation.name), cfg.allocation.options, context)
 
@@ -167,13 +174,15 @@ def round_inputs(s: Setup, server: ServerState, rnd: int, ch) -> RoundInputs:
     """What the allocator knows before round ``rnd``: channel, planned payloads, compute cost."""
     cfg, dev = s.cfg, s.devices
     ul, dl = s.strategy.planned_bits(server, cfg.num_devices)
-    samples = cfg.train.local_steps * np.minimum(cfg.train.batch_size, [len(p) for p in s.partitions])
+    samples = s.samples_per_round
     cycles = dev.cycles_per_sample * s.strategy.device_compute_fraction()
-    return RoundInputs(round_idx=rnd, rng=rng(cfg.seed, "schedule", rnd), channel_gain=ch.channel_gain,
+    return RoundInputs(round_idx=rnd, rng=rng(cfg.seed, "schedule", rnd), channel_gain=s.link.planner_gain(ch),
                        distance_m=ch.distance_m, uplink_bits=ul, downlink_bits=dl,
                        compute_s=compute_latency_s(cycles, samples, dev.cpu_freq_hz),
                        compute_energy_j=compute_energy_j(dev.kappa, cycles, samples, dev.cpu_freq_hz),
-                       hints=s.strategy.planner_hints(server))
+                       hints=s.strategy.planner_hints(server),
+                       server_s_alone=(s.train_flops_per_sample * s.strategy.server_compute_fraction() * samples
+                                       / cfg.wireless.server_flops_per_s))
 
 
 def evaluate_global(s: Setup, engine: Engine, server: ServerState) -> tuple[float, float]:

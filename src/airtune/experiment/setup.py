@@ -25,6 +25,7 @@ from airtune.registry import PARTITIONERS, STRATEGIES
 from airtune.strategies.base import Strategy, StrategyContext
 from airtune.wireless.channel import ChannelState, init_channel
 from airtune.wireless.devices import DeviceProfiles, sample_device_profiles
+from airtune.wireless.link import LinkModel, link_from_config
 from airtune.wireless.units import dbm_to_w
 
 log = logging.getLogger("airtune")
@@ -47,6 +48,8 @@ class Setup:
     channel: ChannelState                # positions and round-0 fading
     devices: DeviceProfiles
     train_flops_per_sample: float
+    link: LinkModel                      # the radio link, built once (wireless/link.py)
+    samples_per_round: np.ndarray        # (K,) samples a device trains on per round if scheduled
     device_ranks: np.ndarray | None = None  # (K,) LoRA rank of every device; None without LoRA
 
 
@@ -112,6 +115,11 @@ def build_device_ranks(cfg: Config, devices: DeviceProfiles) -> np.ndarray:
     return ranks
 
 
+def samples_per_round(cfg: Config, partitions: list[np.ndarray]) -> np.ndarray:
+    """Samples (K,) a scheduled device trains on per round: local steps x min(batch, local data)."""
+    return cfg.train.local_steps * np.minimum(cfg.train.batch_size, [len(p) for p in partitions]).astype(float)
+
+
 def training_flops_per_sample(model: nn.Module, mean_tokens: float, uses_lora: bool) -> float:
     """FLOPs of one training sample: (4 with frozen weights, 6 with weight gradients) x
     non-embedding parameters x tokens (papers.md §5 calibration rule [R])."""
@@ -139,7 +147,7 @@ def build(cfg: Config) -> Setup:
     channel = init_channel(rng(cfg.seed, "topology"), cfg.num_devices, w.cell_radius_m, w.min_distance_m,
                            w.path_loss_const_db, w.path_loss_slope_db, w.fading)
     ranks = build_device_ranks(cfg, devices) if strategy_cls.uses_lora else None
-    samples = cfg.train.local_steps * np.minimum(cfg.train.batch_size, [len(p) for p in parts])
+    samples = samples_per_round(cfg, parts)
     profile = profile_model(model, float(train.lengths.float().mean()), spec.head_modules)
     context = (StrategyContext(ranks, lora_spec(cfg), cfg.seed, profile=profile, samples_per_round=samples)
                if ranks is not None else None)
@@ -149,4 +157,4 @@ def build(cfg: Config) -> Setup:
     heads = (set(head_keys(state)) if strategy.uses_lora
              else {k for k in state if any(k.startswith(h + ".") for h in spec.head_modules)})
     return Setup(cfg, spec, model, strategy, state, heads, train, test, parts, counts, channel, devices, flops,
-                 ranks)
+                 link_from_config(w), samples, ranks)

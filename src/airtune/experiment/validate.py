@@ -40,11 +40,16 @@ def allocator_option_errors(cfg: Config) -> list[str]:
 
     obj, options = ALLOCATORS.get(cfg.allocation.name), cfg.allocation.options
     if isinstance(obj, type) and issubclass(obj, Planner):
-        try:
-            parse_options(obj.Options, options, cfg.allocation.name, section="allocation.options")
-        except ConfigError as exc:
-            return str(exc).splitlines()
-        return []
+        from airtune.wireless.link import link_from_config
+
+        errors: list[str] = []
+        for check in (lambda: parse_options(obj.Options, options, cfg.allocation.name, section="allocation.options"),
+                      lambda: obj.check_link(link_from_config(cfg.wireless))):
+            try:
+                check()
+            except ConfigError as exc:
+                errors.extend(str(exc).splitlines())
+        return errors
     if options:
         return [f"allocation.options = {options!r}: allocator '{cfg.allocation.name}' takes no options; "
                 "fix: remove allocation.options"]

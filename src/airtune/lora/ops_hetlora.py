@@ -240,6 +240,12 @@ def hetlora_prune_rank(
     the HetLoRA paper [R]; no prune happens without a previous value. Only the first ``r_k``
     components of the factors are active (extra ones, e.g. zero padding, are dropped).
 
+    The returned factors are truncated only, as the paper states the rule on unscaled
+    :math:`B_kA_k`. Under the scale :math:`\alpha/r` a pruned pair used at its new rank's scale
+    :math:`\alpha/r'` has its kept components multiplied by :math:`r/r'`; to preserve them,
+    truncate ``B`` with the old scale folded in and divide by the new one
+    (:func:`hetlora_distribute`, as ``strategies/hetlora.py`` does).
+
     Parameters
     ----------
     A : Tensor, shape (R, n)

@@ -85,7 +85,10 @@ class RoundRecord:
     sim_time_s : float
         Cumulative simulated wall-clock time at the end of this round, seconds.
     round_latency_s : float
-        Simulated duration of this round (slowest delivered device, plus server time), seconds.
+        Simulated duration of this round, seconds: the largest device latency over every
+        *scheduled* device, delivered or not (``wireless.cost.round_latency_s``), where a device's
+        latency is compute + edge-server compute (split learning) + uplink + downlink time
+        (``wireless.cost.device_latency_s``).
     accuracy : float or None
         Evaluation accuracy in [0, 1] after aggregation; ``None`` when not evaluated this round.
     loss : float or None
@@ -190,17 +193,25 @@ class ClientRecord:
     power_w : float
         Transmit power, watts.
     rate_bps : float
-        Achievable uplink rate, bits per second.
+        Uplink rate the upload was sent at and charged for, bits per second (the link mode's
+        rate, ``wireless/link.py``; 0 when not selected).
+    sinr : float
+        Realised SINR of the upload (linear; SNR under ``error_free``; 0 when not selected).
+    capacity_bps : float
+        Largest decodable rate at that SINR, b log2(1 + SINR), bits per second:
+        the upload is delivered iff ``rate_bps <= capacity_bps`` (up to a 1e-9 relative tolerance).
     payload_bits : int
         Uplink payload (the update it sends), bits.
     downlink_bits : int
         Bits it received from the server this round.
-    compute_s, comm_s : float
-        Local computation time and uplink transmission time, seconds.
+    compute_s, server_s, comm_s : float
+        Local computation time, edge-server computation time spent on its work (split learning;
+        else 0) and uplink plus downlink transmission time, seconds.
     energy_j : float
         Energy it spent this round (computation + transmission), joules.
     success_prob : float
-        Probability that its uplink is not in outage, in [0, 1].
+        Probability of its delivery event given what the planner saw before the round, in
+        [0, 1] (``LinkModel.success_probability``).
     num_samples : int
         Local training examples processed (or held) this round.
     train_loss : float or None
@@ -223,9 +234,12 @@ class ClientRecord:
     bandwidth_hz: float
     power_w: float
     rate_bps: float
+    sinr: float
+    capacity_bps: float
     payload_bits: int
     downlink_bits: int
     compute_s: float
+    server_s: float
     comm_s: float
     energy_j: float
     success_prob: float

@@ -150,6 +150,11 @@ class Strategy:
         """Share of a training sample's FLOPs computed on the device (1.0; split learning less)."""
         return 1.0
 
+    def server_compute_fraction(self) -> float:
+        """Share of a training sample's FLOPs computed on the edge server for the device (0.0;
+        split learning: the encoder), priced at ``wireless.server_flops_per_s``."""
+        return 0.0
+
     def planned_bits(self, server: ServerState, num_devices: int) -> tuple[np.ndarray, np.ndarray]:
         """Uplink and downlink bits, (K,) each, that a device would move if scheduled this round
         (what an allocator plans with, before training); by default the global state both ways."""

@@ -30,6 +30,15 @@ Self-pruning (``self_prune``, off by default)
     decision for the whole adapter). The new rank and tail reference are device-local state,
     updated even when the upload is then lost.
 
+    Pruning preserves the effective update of the kept components. The paper (HetLoRA, Cho et
+    al., EMNLP 2024, papers.md §4.2) states truncation on unscaled ``B_k A_k``; with PEFT's scale
+    ``alpha / r`` a bare truncation from ``r`` to ``r'`` would multiply the kept components by
+    ``r / r'`` (the new rank's scale ``alpha / r'`` applies). Our choice: put the factor
+    ``r' / r`` on ``B``, i.e. upload ``A' = A[:r', :]``, ``B' = (r' / r) B[:, :r']``, so that
+    ``(alpha / r') B' A' = (alpha / r) B[:, :r'] A[:r', :]`` exactly. Implemented with the
+    scale convention used everywhere else: fold the old scale into ``B``, then take the first
+    ``r'`` components at the new scale (:func:`~airtune.lora.ops_hetero.hetlora_distribute`).
+
 Diagnostics: ``cross_cov_fro`` (the weighted cross-covariance of the padded factors, papers.md
 §2.4, summed in quadrature over layers), ``global_rank`` (``r_max``), ``ranks_delivered``,
 ``pruned`` (devices that pruned this round).
@@ -48,7 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from airtune.lora.adapters import lora_pairs, rank_adapter_name, trainable_params
-from airtune.lora.ops import cross_covariance, pad_rank, truncate_rank
+from airtune.lora.ops import cross_covariance, pad_rank
 from airtune.lora.ops_hetlora import (
     hetlora_aggregate, hetlora_distribute, hetlora_prune_rank, hetlora_tail_penalty, hetlora_weights,
 )
@@ -187,8 +196,14 @@ class HetLoRA(Strategy):
         new_rank = max(int(math.floor(o.prune_gamma * r)), o.min_rank)
         if prev is None or not tau < (1.0 - o.prune_rel_tol) * prev or new_rank >= r:
             return state, r, False, tau
-        layers = {p: truncate_rank(state[a], state[b], new_rank) for p, (a, b) in pairs.items()}
+        layers = self._prune_layers(state, pairs, r, new_rank)
         return assemble(pairs, layers, head_state(state)), new_rank, True, None
+
+    def _prune_layers(self, state: dict, pairs: dict, r: int, new_rank: int) -> dict:
+        """First ``new_rank`` components of every layer, ``B`` rescaled by ``new_rank / r`` (module
+        docstring): ``B`` with scale ``alpha / r`` folded in, redistributed at scale ``alpha / new_rank``."""
+        s_old, s_new = self.context.scale(r), self.context.scale(new_rank)
+        return {p: hetlora_distribute(state[a], state[b] * s_old, new_rank, s_new) for p, (a, b) in pairs.items()}
 
     # -- hooks ----------------------------------------------------------------------------------
     def uplink_payload(self, update: ClientUpdate) -> dict[str, torch.Tensor]:

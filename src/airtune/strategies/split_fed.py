@@ -116,6 +116,10 @@ class SplitFedLoRA(Strategy):
             raise ValueError("split_fedlora needs the model profile in its StrategyContext")
         return profile.device_fraction(pooling_on_device=self.options.downlink == "tokens")
 
+    def server_compute_fraction(self) -> float:
+        """The encoder's share of a sample's training FLOPs, computed on the edge server."""
+        return 1.0 - self.device_compute_fraction()
+
     def planned_bits(self, server: ServerState, num_devices: int) -> tuple[np.ndarray, np.ndarray]:
         """Head bits plus samples x activation bits per sample: measured in the previous round
         (``server.extra``), else the prior of :func:`prior_bits_per_sample`."""

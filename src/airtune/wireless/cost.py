@@ -20,10 +20,13 @@ __all__ = [
     "comm_latency_s",
     "compute_energy_j",
     "compute_latency_s",
+    "device_latency_s",
     "lora_payload_bits",
     "payload_bits",
     "payload_bits_from_itemsizes",
     "round_costs",
+    "round_latency_s",
+    "server_compute_s",
     "tx_energy_j",
 ]
 
@@ -248,18 +251,20 @@ class RoundCost:
     ----------
     selected : numpy.ndarray of bool, shape (K,)
         Scheduled devices.
-    compute_s, uplink_s, downlink_s, latency_s : numpy.ndarray, shape (K,)
-        Compute, uplink, downlink and total time per device, in s.
+    compute_s, server_s, uplink_s, downlink_s, latency_s : numpy.ndarray, shape (K,)
+        Device compute, edge-server compute, uplink, downlink and total time per device, in s.
     compute_energy_j, tx_energy_j, energy_j : numpy.ndarray, shape (K,)
         Compute, transmission and total energy per device, in J.
     round_latency_s : float
-        Synchronous round time :math:`\max_{k \in \mathcal S} T_k` (0 if none scheduled).
+        Synchronous round time :math:`\max_{k \in \mathcal S} T_k` over every *scheduled* device,
+        delivered or not (the server waits for each scheduled upload's slot; 0 if none scheduled).
     total_energy_j : float
         :math:`\sum_{k \in \mathcal S} E_k`.
     """
 
     selected: np.ndarray
     compute_s: np.ndarray
+    server_s: np.ndarray
     uplink_s: np.ndarray
     downlink_s: np.ndarray
     latency_s: np.ndarray
@@ -281,6 +286,7 @@ def round_costs(
     uplink_rate_bps: ArrayLike,
     downlink_bits: ArrayLike = 0.0,
     downlink_rate_bps: ArrayLike = np.inf,
+    server_s: ArrayLike = 0.0,
     selected: ArrayLike | None = None,
 ) -> RoundCost:
     r"""Latency and energy of every scheduled device in one round.
@@ -305,6 +311,9 @@ def round_costs(
         Downlink payload :math:`S^{\mathrm{dl}}_k` in bits.
     downlink_rate_bps : float or array_like, shape (K,), default inf
         Downlink rate :math:`r^{\mathrm{dl}}_k` in bit/s (``inf``: negligible downlink time).
+    server_s : float or array_like, shape (K,), default 0.0
+        Edge-server compute time :math:`\tau^{\mathrm{srv}}_k` spent on the device's work in s
+        (split learning's encoder; :func:`server_compute_s`).
     selected : array_like of bool, shape (K,), optional
         Scheduled devices; default all. Shape ``(K,)`` is taken from the broadcast of all
         per-device arguments.
@@ -317,20 +326,22 @@ def round_costs(
     Notes
     -----
     .. math::
-        T_k = \frac{c_k D_k}{f_k} + \frac{S^{\mathrm{ul}}_k}{r_k}
+        T_k = \frac{c_k D_k}{f_k} + \tau^{\mathrm{srv}}_k + \frac{S^{\mathrm{ul}}_k}{r_k}
             + \frac{S^{\mathrm{dl}}_k}{r^{\mathrm{dl}}_k},
         \qquad
         E_k = \kappa c_k D_k f_k^2 + p_k \frac{S^{\mathrm{ul}}_k}{r_k},
         \qquad
         T = \max_{k\in\mathcal S} T_k
 
-    Receive energy is not modelled. Source: papers.md §1.3 / §3.3 [R].
+    The sum is paper 1's per-round latency (papers.md §1.3 [R]: the per-iteration exchanges of
+    split learning add up); server time is 0 for every other strategy. Receive energy is not
+    modelled. Source: papers.md §1.3 / §3.3 [R].
     """
-    c, d, f, p, s_ul, r_ul, s_dl, r_dl = np.broadcast_arrays(
+    c, d, f, p, s_ul, r_ul, s_dl, r_dl, t_srv = np.broadcast_arrays(
         *(
             np.asarray(x, dtype=float)
             for x in (cycles_per_sample, num_samples, cpu_freq_hz, power_w,
-                      uplink_bits, uplink_rate_bps, downlink_bits, downlink_rate_bps)
+                      uplink_bits, uplink_rate_bps, downlink_bits, downlink_rate_bps, server_s)
         )
     )
     sel = np.ones(c.shape, bool) if selected is None else np.broadcast_to(
@@ -343,19 +354,55 @@ def round_costs(
     compute_s = masked(compute_latency_s(c, d, f))
     uplink_s = masked(comm_latency_s(s_ul, r_ul))
     downlink_s = masked(comm_latency_s(s_dl, r_dl))
-    latency_s = compute_s + uplink_s + downlink_s
+    server_s = masked(t_srv)
+    latency_s = device_latency_s(compute_s, server_s, uplink_s, downlink_s)
     cmp_j = masked(compute_energy_j(kappa, c, d, f))
     com_j = masked(tx_energy_j(p, uplink_s))
     energy_j = cmp_j + com_j
     return RoundCost(
         selected=np.array(sel),
         compute_s=compute_s,
+        server_s=server_s,
         uplink_s=uplink_s,
         downlink_s=downlink_s,
         latency_s=latency_s,
         compute_energy_j=cmp_j,
         tx_energy_j=com_j,
         energy_j=energy_j,
-        round_latency_s=float(np.max(latency_s, initial=0.0, where=sel)),
+        round_latency_s=round_latency_s(latency_s, sel),
         total_energy_j=float(np.sum(energy_j)),
     )
+
+
+def device_latency_s(compute_s: ArrayLike, server_s: ArrayLike, uplink_s: ArrayLike,
+                     downlink_s: ArrayLike) -> np.ndarray:
+    r"""A device's round latency :math:`T_k = \tau^{\mathrm{cmp}}_k + \tau^{\mathrm{srv}}_k + t^{\mathrm{ul}}_k
+    + t^{\mathrm{dl}}_k` in s, shape (K,): the one definition that :func:`round_costs` (the runner)
+    and the planners (``allocation/planner.planned_latency_s``) use. papers.md §1.3 [R]."""
+    return (np.asarray(compute_s, float) + np.asarray(server_s, float) + np.asarray(uplink_s, float)
+            + np.asarray(downlink_s, float))
+
+
+def round_latency_s(latency_s: ArrayLike, selected: ArrayLike) -> float:
+    """Synchronous round latency: the largest :math:`T_k` over every scheduled device (0 if none)."""
+    sel = np.asarray(selected, bool)
+    return float(np.max(np.asarray(latency_s, float), initial=0.0, where=sel))
+
+
+def server_compute_s(flops_per_sample: float, num_samples: ArrayLike, server_flops_per_s: float,
+                     selected: ArrayLike) -> np.ndarray:
+    r"""Edge-server compute time of each scheduled device's work, shape (K,).
+
+    .. math:: \tau^{\mathrm{srv}}_k = \frac{F^{\mathrm{srv}} D_k}{F_{\mathrm{server}} / N},
+        \qquad N = |\mathcal S|
+
+    The server's throughput :math:`F_{\mathrm{server}}` (FLOP/s) is shared equally by the
+    :math:`N` scheduled devices, whose encoder passes run in parallel (SFL-V1). Our choice
+    (papers.md §1.3 [R] names :math:`\tau^{\mathrm{srv}}_k` without a model). 0 where idle
+    or when ``flops_per_sample`` is 0.
+    """
+    sel = np.asarray(selected, bool)
+    n = max(int(sel.sum()), 1)
+    if flops_per_sample <= 0:
+        return np.zeros(sel.shape)
+    return np.where(sel, flops_per_sample * np.asarray(num_samples, float) * n / float(server_flops_per_s), 0.0)
