@@ -17,7 +17,7 @@ endif
 endif
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test install bench lock test-latest clean
+.PHONY: demo test lint install bench lock test-latest clean
 
 # Locked install: every package at its locked version (torch==2.13.0 included), then airtune itself
 # without dependencies and without build isolation, so that nothing outside the lock is resolved.
@@ -34,8 +34,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/airtune run
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q
+
+# Lint (ruff.toml): the whole tree, in every make test.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py

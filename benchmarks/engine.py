@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 import torch
 
-
 # --------------------------------------------------------------------------------------------
 # helpers
 

@@ -30,7 +30,7 @@ import time
 
 import torch
 
-from airtune.lora.ops import rank_importance, top_m_components
+from airtune.lora.ops_soft import rank_importance, top_m_components
 from airtune.lora.sparsify import singular_values_from_factors, svd_truncate
 
 SHAPES = [(256, 8), (512, 8), (1024, 8), (2048, 8), (512, 32), (2048, 32)]

@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from switching_alloc import context, distances, round_inputs  # noqa: E402
 
-from airtune.allocation.switching_planner import SwitchingPlanner  # noqa: E402
+from airtune.allocation.switching.planner import SwitchingPlanner  # noqa: E402
 
 SETTINGS = {"paper": {"bandwidth_search": "bisection", "dual_patience": None}, "default": {}}
 

@@ -2,7 +2,7 @@
 """Print TSFA's stage-1 (offline) rank choice for a config, before training.
 
 Builds the run (data, model, devices, channel at round 0) exactly as ``airtune run`` would, runs
-stage 1 of the ``tsfa`` allocator (``allocation/tsfa_planner.py``) and prints the candidate table
+stage 1 of the ``tsfa`` allocator (``allocation/tsfa/planner.py``) and prints the candidate table
 and the chosen rank; exits 1 when it differs from ``lora.rank`` (set ``lora.rank`` to the printed
 value, or keep ``allocation.options.rank_policy: report`` to train the configured rank).
 

@@ -28,7 +28,7 @@ class RoundProgress:
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
                                  disable=not enabled or self.plain)
 
-    def __enter__(self) -> "RoundProgress":
+    def __enter__(self) -> RoundProgress:
         self.progress.__enter__()
         self.task = self.progress.add_task(self.cfg.name, total=self.cfg.rounds, info="")
         return self

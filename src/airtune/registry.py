@@ -12,7 +12,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from airtune.errors import RegistryError
 
@@ -76,9 +77,9 @@ def _ensure_builtins_loaded() -> None:
         "airtune.models.zoo",
         "airtune.strategies",
         "airtune.allocation.baselines",
-        "airtune.allocation.lyapunov_planner",
-        "airtune.allocation.tsfa_planner",
-        "airtune.allocation.switching_planner",
+        "airtune.allocation.split_fed.planner",
+        "airtune.allocation.tsfa.planner",
+        "airtune.allocation.switching.planner",
         "airtune.data.partition",
     ):
         try:

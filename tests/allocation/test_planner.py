@@ -9,10 +9,10 @@ from pydantic import BaseModel, ConfigDict
 from airtune.allocation.baselines import allocate_equal
 from airtune.allocation.planner import FunctionPlanner, Planner, PlannerContext, RoundInputs, make_planner
 from airtune.config import Config
+from airtune.config.schema import WirelessConfig
 from airtune.errors import ConfigError
 from airtune.experiment.validate import allocator_option_errors
 from airtune.wireless.link import link_from_config
-from airtune.config.schema import WirelessConfig
 
 
 def context(K: int = 6, n: int = 2) -> PlannerContext:

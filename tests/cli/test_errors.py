@@ -85,7 +85,7 @@ def test_validate_ok(capsys):
 
 @pytest.mark.parametrize("allocator", ["lyapunov", "tsfa"])
 def test_validate_rejects_a_planner_that_cannot_model_the_link(capsys, allocator):
-    opts = ["allocation.options.latency_budget_s=4"] if allocator == "tsfa" else []
+    opts = ["allocation.options.latency_budget_s=4", "strategy.name=soft"] if allocator == "tsfa" else []
     code, err, _ = run_cli(capsys, "validate", f"allocation.name={allocator}", "wireless.link=fixed_rate_outage", *opts)
     assert code == 2 and len(err) == 1 and "wireless.link=error_free" in err[0] and "fix:" in err[0]
     code, _, _ = run_cli(capsys, "validate", f"allocation.name={allocator}", "wireless.link=error_free", *opts)
@@ -93,5 +93,18 @@ def test_validate_rejects_a_planner_that_cannot_model_the_link(capsys, allocator
 
 
 def test_validate_rejects_switching_with_instantaneous_csi_on_a_fixed_rate_link(capsys):
-    code, err, _ = run_cli(capsys, "validate", "allocation.name=model_switching", "wireless.csi=instantaneous")
+    code, err, _ = run_cli(capsys, "validate", "allocation.name=model_switching", "strategy.name=model_switching",
+                           "wireless.csi=instantaneous")
     assert code == 2 and len(err) == 1 and "wireless.csi=statistical" in err[0]
+
+
+def test_validate_rejects_a_strategy_and_planner_that_do_not_work_together(capsys):
+    code, err, _ = run_cli(capsys, "validate", "strategy.name=soft", "allocation.name=model_switching")
+    assert code == 2 and len(err) == 1
+    assert "strategy.name = 'soft'" in err[0] and "allocation.name = 'model_switching'" in err[0] and "fix:" in err[0]
+    assert "tsfa" in err[0] and "strategy.name one of model_switching" in err[0]
+    code, err, _ = run_cli(capsys, "validate", "strategy.name=model_switching", "allocation.name=equal")
+    assert code == 2 and len(err) == 1 and "needs ['modules']" in err[0]
+    code, _, _ = run_cli(capsys, "validate", "strategy.name=soft", "allocation.name=tsfa", "wireless.link=error_free",
+                         "allocation.options.latency_budget_s=4")
+    assert code == 0

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from airtune.config import Config, config_to_dict, dump_resolved, load_config, parse_overrides
 from airtune.config.load import config_hash
@@ -200,5 +201,5 @@ def test_bad_override_value_syntax():
 
 def test_config_is_frozen():
     cfg = Config()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.rounds = 3  # type: ignore[misc]

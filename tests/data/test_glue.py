@@ -109,7 +109,7 @@ def test_missing_dir_names_both_candidates_and_fix(tmp_path, monkeypatch):
     assert "set data.dir=/path/to/glue or export AIRTUNE_DATA_DIR=/path/to/glue" in msg
     assert "SST-2/train.tsv" in msg
     monkeypatch.delenv("AIRTUNE_DATA_DIR")
-    monkeypatch.setattr(glue, "_datasets_importable", lambda: False)
+    monkeypatch.setattr(glue, "datasets_importable", lambda: False)
     with pytest.raises(DataError, match="AIRTUNE_DATA_DIR=<unset>"):
         load_glue("sst2", None, seed=0)
 
@@ -136,7 +136,7 @@ class _Split(dict):
 
 def test_hub_fallback_converts_splits(monkeypatch):
     monkeypatch.delenv("AIRTUNE_DATA_DIR", raising=False)
-    monkeypatch.setattr(glue, "_datasets_importable", lambda: True)
+    monkeypatch.setattr(glue, "datasets_importable", lambda: True)
     calls = []
 
     def load_dataset(path, name):
@@ -152,7 +152,7 @@ def test_hub_fallback_converts_splits(monkeypatch):
 
 def test_hub_fallback_failure_is_a_one_line_data_error(monkeypatch):
     monkeypatch.delenv("AIRTUNE_DATA_DIR", raising=False)
-    monkeypatch.setattr(glue, "_datasets_importable", lambda: True)
+    monkeypatch.setattr(glue, "datasets_importable", lambda: True)
 
     def load_dataset(path, name):
         raise ConnectionError("Couldn't reach\n the hub")

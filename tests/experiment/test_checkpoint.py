@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from airtune.experiment.checkpoint import (
-    CHECKSUMS, NAME, STATE, TENSORS, CheckpointCorrupt, load_checkpoint, save_checkpoint,
+    CHECKSUMS,
+    NAME,
+    STATE,
+    TENSORS,
+    CheckpointCorrupt,
+    load_checkpoint,
+    save_checkpoint,
 )
 
 
@@ -84,11 +90,11 @@ def test_a_pickle_is_never_loaded(run_dir):
 
 
 def test_a_consistent_forgery_with_a_foreign_format_is_refused(run_dir):
-    from airtune.experiment.checkpoint import _sha256
+    from airtune.experiment.checkpoint import sha256_file
     folder = run_dir / NAME
     (folder / STATE).write_text(json.dumps({"format": 99, "state": {}}))
     sums = json.loads((folder / CHECKSUMS).read_text())
-    sums["sha256"][STATE] = _sha256(folder / STATE)
+    sums["sha256"][STATE] = sha256_file(folder / STATE)
     (folder / CHECKSUMS).write_text(json.dumps(sums))
     with pytest.raises(CheckpointCorrupt, match="format"):
         from airtune.experiment.checkpoint import read_checkpoint

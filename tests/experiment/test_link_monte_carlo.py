@@ -30,7 +30,7 @@ def pipeline(mode: str, seed: int = 0):
     ch = init_channel(rng, K, w.cell_radius_m, w.min_distance_m, w.path_loss_const_db, w.path_loss_slope_db)
     dev = sample_device_profiles(rng, K, cycles_per_sample=1e8)
     rows = []
-    for t in range(ROUNDS):
+    for _t in range(ROUNDS):
         ch = step_channel(ch, rng)
         sel = np.zeros(K, bool)
         sel[rng.choice(K, N, replace=False)] = True

@@ -9,9 +9,21 @@ import pytest
 import torch
 
 from airtune.lora.adapters import (
-    LoraSpec, active_adapter, adapter_rank, base_weights, freeze_factors, inject_lora, load_trainable_state,
-    lora_pairs, save_adapter, save_adapter_state, set_base_weights, state_params, trainable_params,
-    trainable_state, use_adapter,
+    LoraSpec,
+    active_adapter,
+    adapter_rank,
+    base_weights,
+    freeze_factors,
+    inject_lora,
+    load_trainable_state,
+    lora_pairs,
+    save_adapter,
+    save_adapter_state,
+    set_base_weights,
+    state_params,
+    trainable_params,
+    trainable_state,
+    use_adapter,
 )
 from airtune.models.zoo import load_classifier, resolve_model
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from airtune.lora.checks import normalize_weights
 from airtune.lora.ops import (
     cross_covariance,
     fedit_aggregate,
@@ -15,15 +16,8 @@ from airtune.lora.ops import (
     lora_delta,
     lora_delta_norm,
     lora_scale,
-    normalize_weights,
-    orthogonality_error,
-    orthogonality_penalty,
     pad_rank,
-    rank_importance,
-    top_m_components,
     truncate_rank,
-    truncation_error_curve,
-    truncation_error_from_scores,
     weighted_mean,
 )
 from airtune.lora.ops_hetero import (
@@ -32,11 +26,21 @@ from airtune.lora.ops_hetero import (
     flexlora_svd,
     flora_merge,
     flora_stack,
+)
+from airtune.lora.ops_hetlora import (
     hetlora_aggregate,
     hetlora_distribute,
     hetlora_prune_rank,
     hetlora_tail_penalty,
     hetlora_weights,
+)
+from airtune.lora.ops_soft import (
+    orthogonality_error,
+    orthogonality_penalty,
+    rank_importance,
+    top_m_components,
+    truncation_error_curve,
+    truncation_error_from_scores,
 )
 
 F64 = torch.float64

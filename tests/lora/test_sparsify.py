@@ -5,10 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from airtune.lora.ops import fedit_aggregate, orthogonality_penalty, rank_importance
+from airtune.lora.ops import fedit_aggregate
+from airtune.lora.ops_soft import orthogonality_penalty, rank_importance
 from airtune.lora.sparsify import (
-    kept_elements, masked_aggregate, orthogonality_penalty_grad, partial_rank_aggregate, rank_mask,
-    singular_values_from_factors, soft_select, svd_truncate, topk_index_bits, topk_mask, topk_payload_bits,
+    kept_elements,
+    masked_aggregate,
+    orthogonality_penalty_grad,
+    partial_rank_aggregate,
+    rank_mask,
+    singular_values_from_factors,
+    soft_select,
+    svd_truncate,
+    topk_index_bits,
+    topk_mask,
+    topk_payload_bits,
 )
 
 D = torch.float64

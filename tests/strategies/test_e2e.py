@@ -72,7 +72,8 @@ def test_flora_resume_rebuilds_the_merged_base_weights(glue_dir, tmp_path, one_t
     rundir.prepare(cfg, out)
     run_experiment(cfg, out, stop_after_round=0)
     assert main(["run", "--quiet", "--resume", str(out)]) == 0
-    strip = (lambda rows: [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows])
+    def strip(rows):
+        return ([{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows])
     for name in ("metrics.jsonl", "clients.jsonl"):
         assert strip(read(out / name)) == strip(read(ref / name))
     assert read(ref / "metrics.jsonl")[0]["stack_rank"] > 0  # round 0 merged something

@@ -10,10 +10,16 @@ import torch
 
 from airtune.data.cache import TokenizedDataset, collate
 from airtune.lora.adapters import (
-    LoraSpec, base_weights, inject_lora, lora_pairs, save_adapter_state, set_base_weights, trainable_params,
+    LoraSpec,
+    base_weights,
+    inject_lora,
+    lora_pairs,
+    save_adapter_state,
+    set_base_weights,
+    trainable_params,
     trainable_state,
 )
-from airtune.lora.ops_hetero import hetlora_tail_penalty
+from airtune.lora.ops_hetlora import hetlora_tail_penalty
 from airtune.models.zoo import load_classifier, resolve_model
 from airtune.strategies.base import ServerState, StrategyContext
 from airtune.strategies.ffa_lora import FFALoRA

@@ -29,7 +29,7 @@ def trained(task, gen):
 
 def test_A_is_the_shared_seeded_init_and_frozen_on_devices(syn, gen):
     s, server = setup(syn, gen)
-    for i, (p, (d, n)) in enumerate(syn.LAYERS.items()):
+    for i, (p, (_d, n)) in enumerate(syn.LAYERS.items()):
         ref = ffa_init_A((8, n), int_seed(3, "strategy", 0, i), torch.float64)
         assert torch.equal(server.tensors[f"{p}.lora_A.weight"], ref)
         assert not server.tensors[f"{p}.lora_B.weight"].any()

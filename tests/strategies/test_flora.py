@@ -33,7 +33,7 @@ def test_fresh_adapter_every_round(syn, gen):
     for task in t0:
         r = RANKS[task.device]
         assert task.info["adapter"] == f"r{r}" and task.info["base_delta"] is None
-        for p, (d, n) in syn.LAYERS.items():
+        for p, (_d, n) in syn.LAYERS.items():
             A, B = task.state[f"{p}.lora_A.weight"], task.state[f"{p}.lora_B.weight"]
             assert A.shape == (r, n) and A.abs().max() <= 1 / n**0.5 and A.any() and not B.any()
     a = f"{next(iter(syn.LAYERS))}.lora_A.weight"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from airtune.lora.ops_hetero import hetlora_aggregate
+from airtune.lora.ops_hetlora import hetlora_aggregate
 from airtune.strategies.base import ServerState
 from airtune.strategies.hetlora import HetLoRA
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from airtune.lora.ops import orthogonality_penalty
+from airtune.lora.ops_soft import orthogonality_penalty
 from airtune.lora.sparsify import partial_rank_aggregate, soft_select
 from airtune.strategies.base import ServerState
 from airtune.strategies.fedit import FedIT

@@ -46,7 +46,8 @@ def test_soft_tsfa_error_feedback_runs_and_resumes_exactly(glue_dir, tmp_path):
     finally:
         torch.set_num_threads(before)
     metrics, clients = read(ref / "metrics.jsonl"), read(ref / "clients.jsonl")
-    strip = (lambda rows: [{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows])
+    def strip(rows):
+        return ([{k: v for k, v in r.items() if k != "wall_time_s"} for r in rows])
     assert strip(read(out / "metrics.jsonl")) == strip(metrics)
     assert strip(read(out / "clients.jsonl")) == strip(clients)
     # the budget is below the compute time: the queue grows and TSFA sparsifies after round 0

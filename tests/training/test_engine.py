@@ -9,7 +9,7 @@ import torch
 
 from airtune.data.cache import tokenize
 from airtune.data.glue import load_glue
-from airtune.lora.adapters import LoraSpec, inject_lora, trainable_state, trainable_params, head_keys
+from airtune.lora.adapters import LoraSpec, head_keys, inject_lora, trainable_params, trainable_state
 from airtune.models.zoo import load_classifier, load_tokenizer, resolve_model
 from airtune.strategies.base import ServerState
 from airtune.strategies.fedit import FedIT

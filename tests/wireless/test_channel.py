@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from airtune.wireless import channel as ch
-
+from airtune.wireless import outage as wo
 
 # ---------------------------------------------------------------- path loss
 
@@ -61,9 +61,9 @@ def test_snr_edge_cases():
 
 
 def test_sinr_threshold_for_rate():
-    np.testing.assert_allclose(ch.sinr_threshold_for_rate([1e6, 2e6, 0.0], 1e6), [1.0, 3.0, 0.0])
+    np.testing.assert_allclose(wo.sinr_threshold_for_rate([1e6, 2e6, 0.0], 1e6), [1.0, 3.0, 0.0])
     with np.errstate(all="raise"):
-        assert ch.sinr_threshold_for_rate(1e6, 0.0) == np.inf
+        assert wo.sinr_threshold_for_rate(1e6, 0.0) == np.inf
 
 
 # ---------------------------------------------------------------- PPP closed form
@@ -76,11 +76,11 @@ def test_ppp_hand_value_alpha_4():
     # alpha = 4: Gamma(1.5) Gamma(0.5) = pi / 2.  Interference exponent: 1e-4 pi 50^2 (pi/2).
     # Noise exponent: theta d^4 b N0 / (p c) = 50^4 * 1e6 * 4e-21 / (0.2 * 1e-6) = 0.125.
     kw = dict(PPP, path_gain_at_1m=1e-6)
-    s = ch.ppp_success_probability(50.0, 0.2, 1e6, sinr_threshold=1.0, path_loss_exponent=4.0,
+    s = wo.ppp_success_probability(50.0, 0.2, 1e6, sinr_threshold=1.0, path_loss_exponent=4.0,
                                    interferer_density_per_m2=1e-4, **kw)
     expected = math.exp(-0.125) * math.exp(-1e-4 * math.pi * 2500 * math.pi / 2)
     assert s == pytest.approx(expected, rel=1e-12)
-    q = ch.outage_probability(50.0, 0.2, 1e6, sinr_threshold=1.0, path_loss_exponent=4.0,
+    q = wo.outage_probability(50.0, 0.2, 1e6, sinr_threshold=1.0, path_loss_exponent=4.0,
                               interferer_density_per_m2=1e-4, **kw)
     assert q == pytest.approx(1 - expected, rel=1e-12)
 
@@ -89,7 +89,7 @@ def test_ppp_without_interference_is_rayleigh_noise_only():
     # Pr[Exp(1) >= theta N0 b / (p beta(d))] with beta from the log-distance model.
     d = np.array([50.0, 200.0, 500.0])
     theta, b, n0, p = 2.0, 1e7, 3.98e-21, 0.2
-    s = ch.ppp_success_probability(
+    s = wo.ppp_success_probability(
         d, p, b, n0, theta, ch.path_loss_exponent_from_slope(37.6),
         ch.path_gain_at_1m_from_db(128.1, 37.6), 0.0, 0.2,
     )
@@ -100,18 +100,18 @@ def test_ppp_edge_cases():
     kw = dict(sinr_threshold=1.0, path_loss_exponent=3.5, interferer_density_per_m2=1e-5, **PPP)
     with np.errstate(all="raise"):
         d, p = np.array([100.0, 100.0, 1e-9]), np.array([0.2, 0.0, 0.2])
-        s = ch.ppp_success_probability(d, p, 1e6, **kw)
+        s = wo.ppp_success_probability(d, p, 1e6, **kw)
     assert s[1] == 0.0
     assert 0.0 < s[0] < 1.0
     assert s[2] == pytest.approx(1.0)
-    assert ch.ppp_success_probability(100.0, 0.2, 0.0, sinr_threshold=1.0, path_loss_exponent=3.5,
+    assert wo.ppp_success_probability(100.0, 0.2, 0.0, sinr_threshold=1.0, path_loss_exponent=3.5,
                                       interferer_density_per_m2=0.0, **PPP) == 1.0
     # monotone: farther and higher threshold -> less success
-    far = ch.ppp_success_probability(np.array([50.0, 100.0, 200.0]), 0.2, 1e6, **kw)
+    far = wo.ppp_success_probability(np.array([50.0, 100.0, 200.0]), 0.2, 1e6, **kw)
     assert np.all(np.diff(far) < 0)
     for alpha in (2.0, 1.5):
         with pytest.raises(ValueError, match="path_loss_exponent"):
-            ch.ppp_success_probability(100.0, 0.2, 1e6, 4e-21, 1.0, alpha, 1e-3, 1e-5, 0.2)
+            wo.ppp_success_probability(100.0, 0.2, 1e6, 4e-21, 1.0, alpha, 1e-3, 1e-5, 0.2)
 
 
 # ---------------------------------------------------------------- channel state
@@ -172,15 +172,15 @@ def test_rayleigh_fading_statistics():
 
 def test_sample_delivery():
     rng = np.random.default_rng(0)
-    out = ch.sample_delivery(rng, np.array([0.0, 1.0, 0.0, 1.0]))
+    out = wo.sample_delivery(rng, np.array([0.0, 1.0, 0.0, 1.0]))
     np.testing.assert_array_equal(out, [False, True, False, True])
-    many = ch.sample_delivery(rng, np.full(20_000, 0.3))
+    many = wo.sample_delivery(rng, np.full(20_000, 0.3))
     assert many.dtype == bool and many.mean() == pytest.approx(0.3, abs=0.015)
     np.testing.assert_array_equal(
-        ch.sample_delivery(np.random.default_rng(5), np.full(10, 0.5)),
-        ch.sample_delivery(np.random.default_rng(5), np.full(10, 0.5)),
+        wo.sample_delivery(np.random.default_rng(5), np.full(10, 0.5)),
+        wo.sample_delivery(np.random.default_rng(5), np.full(10, 0.5)),
     )
     with pytest.raises(ValueError):
-        ch.sample_delivery(rng, np.array([0.5, 1.2]))
+        wo.sample_delivery(rng, np.array([0.5, 1.2]))
     with pytest.raises(ValueError):
-        ch.sample_delivery(rng, np.array([np.nan]))
+        wo.sample_delivery(rng, np.array([np.nan]))

@@ -10,7 +10,11 @@ import pytest
 from scipy.special import erfc
 
 from airtune.wireless.interference import (
-    interference_scale_w, positive_stable_cdf, positive_stable_quantile, sample_positive_stable, stable_index,
+    interference_scale_w,
+    positive_stable_cdf,
+    positive_stable_quantile,
+    sample_positive_stable,
+    stable_index,
 )
 
 

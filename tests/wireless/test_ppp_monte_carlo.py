@@ -10,11 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from airtune.wireless.channel import (
-    path_gain_at_1m_from_db,
-    path_loss_exponent_from_slope,
-    ppp_success_probability,
-)
+from airtune.wireless.channel import path_gain_at_1m_from_db, path_loss_exponent_from_slope
+from airtune.wireless.outage import ppp_success_probability
 
 
 def simulate_success(rng, *, distance_m, power_w, bandwidth_hz, noise_psd_w_per_hz,

@@ -9,7 +9,7 @@ increasing and concave in :math:`b_k` with :math:`r_k(\infty) = a_k/\ln 2`. The 
 :math:`b_k` with :math:`r_k(b_k) \ge R_k` (:func:`min_bandwidth_for_rate`,
 :func:`min_bandwidth_from_snr_hz`), or that uploads :math:`S_k` bits within :math:`\Delta_k`
 seconds (:func:`min_bandwidth_for_deadline`), is the deadline floor of the water-filling in
-:mod:`airtune.allocation.bandwidth` and the inner kernel of the TSFA and switching bandwidth
+:mod:`airtune.allocation.split_fed.waterfill` and the inner kernel of the TSFA and switching bandwidth
 solvers.
 
 Source: papers.md §1.6 step 1 [R] (Lambert-W minimum bandwidth): our reconstruction of
@@ -29,12 +29,14 @@ __all__ = [
     "min_bandwidth_for_rate",
     "min_bandwidth_from_snr_hz",
     "snr_bandwidth_hz",
+    "LN2",
+    "as_float_array",
 ]
 
-_LN2 = math.log(2.0)
+LN2 = math.log(2.0)
 
 
-def _f(x: ArrayLike) -> np.ndarray:
+def as_float_array(x: ArrayLike) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
 
@@ -63,7 +65,7 @@ def snr_bandwidth_hz(
 
     Source: papers.md §1.6 step 1 [R].
     """
-    return _f(power_w) * _f(channel_gain) / _f(noise_psd_w_per_hz)
+    return as_float_array(power_w) * as_float_array(channel_gain) / as_float_array(noise_psd_w_per_hz)
 
 
 # --------------------------------------------------------------------------- minimum bandwidth
@@ -124,11 +126,11 @@ def min_bandwidth_from_snr_hz(rate_bps: ArrayLike, snr_hz: ArrayLike) -> np.ndar
     Returns 0 where the rate is 0 and ``inf`` where it is unreachable (:math:`c \ge 1`,
     :math:`a = 0`, or an infinite rate). Source: papers.md §1.6 step 1 [R].
     """
-    rate, a = np.broadcast_arrays(_f(rate_bps), _f(snr_hz))
+    rate, a = np.broadcast_arrays(as_float_array(rate_bps), as_float_array(snr_hz))
     out = np.where(rate > 0, np.inf, 0.0)
     ok = (rate > 0) & (a > 0) & np.isfinite(rate)
     c = np.zeros(rate.shape)
-    np.divide(rate * _LN2, a, out=c, where=ok)
+    np.divide(rate * LN2, a, out=c, where=ok)
     ok &= c < 1.0
     if not np.any(ok):
         return out
@@ -173,7 +175,7 @@ def min_bandwidth_for_deadline(
 
     Source: papers.md §1.6 step 1 [R].
     """
-    s, dt = np.broadcast_arrays(_f(payload_bits), _f(time_budget_s))
+    s, dt = np.broadcast_arrays(as_float_array(payload_bits), as_float_array(time_budget_s))
     rate = np.zeros(s.shape)
     np.divide(s, dt, out=rate, where=dt > 0)
     b = min_bandwidth_for_rate(rate, power_w, channel_gain, noise_psd_w_per_hz)

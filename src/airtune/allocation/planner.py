@@ -20,8 +20,9 @@ by its own pydantic ``Options`` model (one line per problem, like ``strategy.opt
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -34,13 +35,13 @@ __all__ = ["PlannerContext", "RoundInputs", "RoundOutcome", "Planner", "Function
            "planned_downlink_s", "planned_latency_s"]
 
 
-def planned_downlink_s(link: LinkModel, inputs: "RoundInputs", num_scheduled: int) -> np.ndarray:
+def planned_downlink_s(link: LinkModel, inputs: RoundInputs, num_scheduled: int) -> np.ndarray:
     """Downlink time (K,) of each device if ``num_scheduled`` are scheduled (``LinkModel`` downlink)."""
     rate = link.downlink_rate_if_bps(num_scheduled, inputs.channel_gain)
     return comm_latency_s(np.asarray(inputs.downlink_bits, float), rate)
 
 
-def planned_latency_s(link: LinkModel, inputs: "RoundInputs", selected, bandwidth_hz,
+def planned_latency_s(link: LinkModel, inputs: RoundInputs, selected, bandwidth_hz,
                       power_w) -> tuple[np.ndarray, float]:
     """Per-device latency (K,; 0 where idle) and round latency a planner expects for a plan.
 
@@ -180,6 +181,9 @@ class Planner:
     """Base class of stateful allocators. Subclasses implement :meth:`plan`; the rest is optional."""
 
     Options: ClassVar[type[BaseModel]] = NoPlannerOptions
+    # What the planner exchanges with a strategy (checked by ``airtune validate``):
+    directives: ClassVar[frozenset[str]] = frozenset()   # plan.extra kinds it sets for the strategy
+    needs_hints: ClassVar[frozenset[str]] = frozenset()  # RoundInputs.hints kinds it cannot plan without
 
     def __init__(self, options: dict[str, Any] | None, context: PlannerContext) -> None:
         from airtune.strategies.base import parse_options  # late: strategies import torch

@@ -1,6 +1,6 @@
 r"""Vectorised bracketing root finders: bisection and the Illinois variant of false position.
 
-Used by Algorithm 1 of the switching paradigm (:mod:`airtune.allocation.bandwidth_tiers`),
+Used by Algorithm 1 of the switching paradigm (:mod:`airtune.allocation.switching.bandwidth_tiers`),
 which needs, for many devices at once, the root of a monotone function on a bracket
 :math:`[a,b]` with :math:`g(a)` and :math:`g(b)` of opposite signs.
 
@@ -16,7 +16,8 @@ Pure functions; every element has its own bracket and stops on its own.
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -320,7 +320,7 @@ def load_glue(
         )
     train: TextDataset | None
     nothing_configured = data_dir in (None, "") and not os.environ.get(ENV_DATA_DIR)
-    if nothing_configured and _datasets_importable():
+    if nothing_configured and datasets_importable():
         train, test = _load_hub(spec)
     else:
         root = resolve_data_dir(data_dir) / spec.subdir
@@ -342,7 +342,7 @@ def load_glue(
     return train, test
 
 
-def _datasets_importable() -> bool:
+def datasets_importable() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("datasets") is not None

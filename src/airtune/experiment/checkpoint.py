@@ -28,8 +28,9 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from airtune.errors import ResumeError
 from airtune.experiment.state_codec import StateFormatError, decode, encode
@@ -40,7 +41,12 @@ FORMAT = 1
 
 log = logging.getLogger("airtune")
 
-__all__ = ["CheckpointCorrupt", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CheckpointCorrupt",
+    "load_checkpoint",
+    "save_checkpoint",
+    "sha256_file",
+]
 
 
 class CheckpointCorrupt(ResumeError):
@@ -62,7 +68,7 @@ def save_checkpoint(run_dir: Path, payload: dict[str, Any],
         write_adapter(tmp / "adapter")
     files = sorted(p for p in tmp.rglob("*") if p.is_file())
     _write_text(tmp / CHECKSUMS, json.dumps(
-        {"format": FORMAT, "sha256": {p.relative_to(tmp).as_posix(): _sha256(p) for p in files}}, indent=1))
+        {"format": FORMAT, "sha256": {p.relative_to(tmp).as_posix(): sha256_file(p) for p in files}}, indent=1))
     for p in [*files, tmp / CHECKSUMS]:
         _fsync_file(p)
     for d in sorted({p.parent for p in files} | {tmp}, key=lambda d: -len(d.parts)):
@@ -116,7 +122,7 @@ def read_checkpoint(folder: Path) -> dict[str, Any]:
         path = folder / rel
         if not path.is_file():
             raise CheckpointCorrupt(f"{path}: missing from the checkpoint")
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise CheckpointCorrupt(f"{path}: checksum mismatch (truncated, corrupt or modified)")
     doc = _read_json(folder / STATE)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or "state" not in doc:
@@ -143,7 +149,7 @@ def _read_json(path: Path) -> Any:
         raise CheckpointCorrupt(f"{path}: not valid JSON ({exc.__class__.__name__})") from exc
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

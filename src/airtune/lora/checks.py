@@ -21,6 +21,8 @@ __all__ = [
     "check_factor_lists",
     "check_factors",
     "normalize_weights",
+    "as_scales",
+    "accumulation_dtype",
 ]
 
 Weights = Sequence[float] | Tensor
@@ -87,11 +89,11 @@ def normalize_weights(weights: Weights, num: int, like: Tensor | None = None) ->
         raise ValueError(f"weights must have a positive sum; got {w.tolist()}.")
     p = w / total
     if like is not None:
-        p = p.to(device=like.device, dtype=_acc_dtype(like.dtype))
+        p = p.to(device=like.device, dtype=accumulation_dtype(like.dtype))
     return p
 
 
-def _as_scales(scales: Weights, num: int, like: Tensor) -> Tensor:
+def as_scales(scales: Weights, num: int, like: Tensor) -> Tensor:
     s = torch.as_tensor(scales, dtype=torch.float64).detach().cpu()
     if s.ndim == 0:
         s = s.expand(num)
@@ -99,9 +101,9 @@ def _as_scales(scales: Weights, num: int, like: Tensor) -> Tensor:
         raise ValueError(f"scales must have shape ({num},), one per device; got {tuple(s.shape)}.")
     if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
         raise ValueError(f"LoRA scales alpha/r_k must be finite and positive; got {s.tolist()}.")
-    return s.to(device=like.device, dtype=_acc_dtype(like.dtype))
+    return s.to(device=like.device, dtype=accumulation_dtype(like.dtype))
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """Accumulate half-precision inputs in float32; keep float32/float64 as they are."""
     return torch.promote_types(dtype, torch.float32)

@@ -36,22 +36,17 @@ import torch
 from torch import Tensor
 
 from airtune.lora.checks import (
-    Weights, _acc_dtype, check_factor_lists, check_factors, normalize_weights,
-)
-from airtune.lora.ops_soft import (
-    orthogonality_error,
-    orthogonality_penalty,
-    rank_importance,
-    top_m_components,
-    truncation_error_curve,
-    truncation_error_from_scores,
+    Weights,
+    accumulation_dtype,
+    check_factor_lists,
+    check_factors,
+    normalize_weights,
 )
 
 __all__ = [
     "lora_scale",
     "lora_delta",
     "lora_delta_norm",
-    "normalize_weights",
     "weighted_mean",
     "fedit_aggregate",
     "cross_covariance",
@@ -59,12 +54,6 @@ __all__ = [
     "truncate_rank",
     "ffa_aggregate",
     "ffa_init_A",
-    "rank_importance",
-    "top_m_components",
-    "truncation_error_from_scores",
-    "truncation_error_curve",
-    "orthogonality_error",
-    "orthogonality_penalty",
 ]
 
 
@@ -126,7 +115,7 @@ def lora_delta_norm(A: Tensor, B: Tensor, scale: float = 1.0) -> Tensor:
     Tensor, shape ()
     """
     check_factors(A, B)
-    acc = _acc_dtype(A.dtype)
+    acc = accumulation_dtype(A.dtype)
     a, b = A.to(acc), B.to(acc)
     sq = ((b.T @ b) * (a @ a.T)).sum().clamp_min(0.0)  # Gram inner product, r x r
     return abs(scale) * sq.sqrt()

@@ -21,20 +21,15 @@ import torch
 from torch import Tensor
 
 from airtune.lora.checks import (
-    Weights, _acc_dtype, _as_scales, check_factor_lists, check_factors, normalize_weights,
-)
-from airtune.lora.ops_hetlora import (
-    HetLoRAPrune, hetlora_aggregate, hetlora_distribute, hetlora_prune_rank, hetlora_tail_penalty,
-    hetlora_weights,
+    Weights,
+    accumulation_dtype,
+    as_scales,
+    check_factor_lists,
+    check_factors,
+    normalize_weights,
 )
 
 __all__ = [
-    "hetlora_weights",
-    "hetlora_aggregate",
-    "hetlora_distribute",
-    "hetlora_tail_penalty",
-    "hetlora_prune_rank",
-    "HetLoRAPrune",
     "flexlora_aggregate",
     "flexlora_svd",
     "flexlora_redistribute",
@@ -73,7 +68,7 @@ def flora_stack(
     """
     _, ranks, _ = check_factor_lists(As, Bs)
     p = normalize_weights(weights, len(As), like=As[0])
-    s = _as_scales(scales, len(As), like=As[0])
+    s = as_scales(scales, len(As), like=As[0])
     rk = torch.tensor(ranks, device=p.device)
     row_w = torch.repeat_interleave(p, rk)  # (sum r_k,)
     col_s = torch.repeat_interleave(s, rk)  # (sum r_k,)
@@ -157,7 +152,7 @@ def flexlora_svd(delta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """
     if delta.ndim != 2:
         raise ValueError(f"delta must be a (d, n) matrix; got shape {tuple(delta.shape)}.")
-    return torch.linalg.svd(delta.to(_acc_dtype(delta.dtype)), full_matrices=False)
+    return torch.linalg.svd(delta.to(accumulation_dtype(delta.dtype)), full_matrices=False)
 
 
 def flexlora_redistribute(

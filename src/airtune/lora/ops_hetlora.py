@@ -18,7 +18,11 @@ import torch
 from torch import Tensor
 
 from airtune.lora.checks import (
-    Weights, _as_scales, check_factor_lists, check_factors, normalize_weights,
+    Weights,
+    as_scales,
+    check_factor_lists,
+    check_factors,
+    normalize_weights,
 )
 from airtune.lora.ops import lora_delta_norm, truncate_rank
 
@@ -50,7 +54,7 @@ def hetlora_weights(As: Sequence[Tensor], Bs: Sequence[Tensor], scales: Weights)
         use ``weighting="data"``).
     """
     check_factor_lists(As, Bs)
-    s = _as_scales(scales, len(As), like=As[0])
+    s = as_scales(scales, len(As), like=As[0])
     norms = torch.stack([lora_delta_norm(A, B, 1.0).to(s.dtype) for A, B in zip(As, Bs)]) * s
     if not float(norms.sum()) > 0.0:
         raise ValueError(
@@ -118,7 +122,7 @@ def hetlora_aggregate(
         w = normalize_weights(data_weights, K, like=As[0])
     else:
         raise ValueError(f"weighting must be 'norm' or 'data'; got {weighting!r}.")
-    s = _as_scales(scales, K, like=As[0])
+    s = as_scales(scales, K, like=As[0])
     acc = w.dtype
     A_pad = torch.zeros(K, r_max, n, dtype=acc, device=As[0].device)  # (K, r_max, n)
     B_pad = torch.zeros(K, d, r_max, dtype=acc, device=As[0].device)  # (K, d, r_max)

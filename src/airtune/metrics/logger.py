@@ -15,8 +15,9 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from airtune.errors import DataError
 from airtune.metrics.records import to_jsonable

@@ -14,8 +14,9 @@ Public API::
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from airtune.errors import DataError
 from airtune.report.runs import Run, load_run, load_runs

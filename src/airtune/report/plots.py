@@ -7,8 +7,8 @@ backend switch), so it is safe in headless jobs and alongside other matplotlib u
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -16,7 +16,13 @@ from matplotlib.figure import Figure
 
 from airtune.report.runs import Run
 
-__all__ = ["plot_runs", "plot_metric", "PLOT_FILES"]
+__all__ = [
+    "plot_runs",
+    "plot_metric",
+    "PLOT_FILES",
+    "new_axes",
+    "finish_plot",
+]
 
 PLOT_FILES = ("accuracy_vs_round.png", "accuracy_vs_time.png", "energy.png", "bits.png")
 """File names :func:`plot_runs` writes, in order."""
@@ -24,7 +30,7 @@ PLOT_FILES = ("accuracy_vs_round.png", "accuracy_vs_time.png", "energy.png", "bi
 _DPI = 120
 
 
-def _new_axes(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Axes]:
+def new_axes(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Axes]:
     fig = Figure(figsize=(6.4, 4.2), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -35,7 +41,7 @@ def _new_axes(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Axes]:
     return fig, ax
 
 
-def _finish(fig: Figure, ax: Axes, path: Path, plotted: bool) -> Path:
+def finish_plot(fig: Figure, ax: Axes, path: Path, plotted: bool) -> Path:
     if plotted:
         ax.legend(fontsize="small")
     else:
@@ -49,29 +55,29 @@ def _marker(n_points: int) -> str | None:
 
 
 def _accuracy(runs: Sequence[Run], path: Path, x: str, xlabel: str, title: str) -> Path:
-    fig, ax = _new_axes(title, xlabel, "test accuracy")
+    fig, ax = new_axes(title, xlabel, "test accuracy")
     plotted = False
     for r in runs:
         xs, ys = r.series("accuracy", x=x)  # rounds with accuracy=None are skipped
         if xs:
             ax.plot(xs, ys, marker=_marker(len(xs)), markersize=3, label=r.label)
             plotted = True
-    return _finish(fig, ax, path, plotted)
+    return finish_plot(fig, ax, path, plotted)
 
 
 def _energy(runs: Sequence[Run], path: Path) -> Path:
-    fig, ax = _new_axes("Cumulative device energy", "round", "cumulative energy (J)")
+    fig, ax = new_axes("Cumulative device energy", "round", "cumulative energy (J)")
     plotted = False
     for r in runs:
         xs, ys = r.cumulative("cum_energy_j", "energy_j")
         if xs:
             ax.plot(xs, ys, label=r.label)
             plotted = True
-    return _finish(fig, ax, path, plotted)
+    return finish_plot(fig, ax, path, plotted)
 
 
 def _bits(runs: Sequence[Run], path: Path) -> Path:
-    fig, ax = _new_axes("Cumulative bits (solid: uplink, dashed: downlink)", "round", "cumulative bits")
+    fig, ax = new_axes("Cumulative bits (solid: uplink, dashed: downlink)", "round", "cumulative bits")
     plotted = False
     positive: list[float] = []
     for r in runs:
@@ -90,7 +96,7 @@ def _bits(runs: Sequence[Run], path: Path) -> Path:
     # Log scale when the curves span more than two decades (e.g. LoRA vs full fine-tuning).
     if positive and max(positive) / min(positive) > 100:
         ax.set_yscale("log")
-    return _finish(fig, ax, path, plotted)
+    return finish_plot(fig, ax, path, plotted)
 
 
 def plot_runs(runs: Sequence[Run], out_dir: str | os.PathLike[str]) -> list[Path]:
@@ -128,11 +134,11 @@ def plot_metric(runs: Sequence[Run], key: str, out_dir: str | os.PathLike[str]) 
     error, the round latency ...) against the round, one line per run; rounds without it are skipped."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fig, ax = _new_axes(key, "round", key)
+    fig, ax = new_axes(key, "round", key)
     plotted = False
     for r in runs:
         xs, ys = r.series(key, x="round")
         if xs:
             ax.plot(xs, ys, marker=_marker(len(xs)), markersize=3, label=r.label)
             plotted = True
-    return _finish(fig, ax, out / f"metric_{key}.png", plotted)
+    return finish_plot(fig, ax, out / f"metric_{key}.png", plotted)

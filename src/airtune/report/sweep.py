@@ -9,12 +9,13 @@ figure of paper 3 [wang2025switching], for any swept parameter. Values come from
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from airtune.errors import DataError
 from airtune.report.runs import Run
-from airtune.report.tables import _acc, _num, run_stats
+from airtune.report.tables import format_accuracy, format_number, run_stats
 
 __all__ = ["config_value", "sweep_points", "sweep_table", "plot_sweep"]
 
@@ -73,7 +74,7 @@ def _bound_mean(pts: list[dict[str, Any]], field: str) -> str:
     if not vals:
         return "—"
     missed = any(p["rounds_to_target"] is None for p in pts)
-    return ("≥ " if missed else "") + _num(sum(vals) / len(vals))
+    return ("≥ " if missed else "") + format_number(sum(vals) / len(vals))
 
 
 def sweep_table(points: list[dict[str, Any]], key: str, series: str, target_accuracy: float) -> str:
@@ -91,15 +92,15 @@ def sweep_table(points: list[dict[str, Any]], key: str, series: str, target_accu
         hit = [p for p in pts if p["rounds_to_target"] is not None]
         lines.append(f"| {name} | {x} | {len(hit)} / {len(pts)} | {_bound_mean(pts, 'rounds_bound')} "
                      f"| {_bound_mean(pts, 'time_bound_s')} "
-                     f"| {_acc(_mean([p['best_accuracy'] for p in pts if p['best_accuracy'] is not None]))} |")
+                     f"| {format_accuracy(_mean([p['best_accuracy'] for p in pts if p['best_accuracy'] is not None]))} |")
     lines += ["", f"| `{series}` | `{key}` | run | rounds to {t} | simulated time to {t} (s) "
               "| best accuracy | final accuracy |", "|---|---:|---|---:|---:|---:|---:|"]
     for p in points:
         reached = p["rounds_to_target"] is not None
         rounds = str(p["rounds_to_target"]) if reached else f"not reached in {p['rounds']}"
         lines.append(f"| {p['series']} | {p['x']} | {p['label']} | {rounds} | "
-                     f"{_num(p['time_to_target_s']) if reached else '—'} | {_acc(p['best_accuracy'])} | "
-                     f"{_acc(p['final_accuracy'])} |")
+                     f"{format_number(p['time_to_target_s']) if reached else '—'} | {format_accuracy(p['best_accuracy'])} | "
+                     f"{format_accuracy(p['final_accuracy'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -108,7 +109,7 @@ def plot_sweep(points: list[dict[str, Any]], key: str, target_accuracy: float,
     """``sweep_<key>_rounds.png`` and ``sweep_<key>_time.png``: per series a line through the means
     of :func:`sweep_table` (misses counted at their bound), every run as a small dot when a value
     has several, and a run that missed the target as an open marker at its bound."""
-    from airtune.report.plots import _finish, _new_axes
+    from airtune.report.plots import finish_plot, new_axes
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +117,7 @@ def plot_sweep(points: list[dict[str, Any]], key: str, target_accuracy: float,
     for what, field, ylabel in (("rounds", "rounds_bound", "rounds to reach"),
                                 ("time", "time_bound_s", "simulated time (s) to reach")):
         title = "Rounds" if what == "rounds" else "Simulated time"
-        fig, ax = _new_axes(f"{title} to accuracy {target_accuracy:g} vs {key}", key,
+        fig, ax = new_axes(f"{title} to accuracy {target_accuracy:g} vs {key}", key,
                             f"{ylabel} {target_accuracy:g}")
         plotted = False
         for name in dict.fromkeys(p["series"] for p in points):
@@ -140,5 +141,5 @@ def plot_sweep(points: list[dict[str, Any]], key: str, target_accuracy: float,
         ys = [float(p[field]) for p in points if p[field] is not None and float(p[field]) > 0]
         if ys and max(ys) / min(ys) > 20:  # e.g. full fine-tuning next to LoRA: a log axis keeps both readable
             ax.set_yscale("log")
-        files.append(_finish(fig, ax, out / f"sweep_{key.replace('.', '_')}_{what}.png", plotted))
+        files.append(finish_plot(fig, ax, out / f"sweep_{key.replace('.', '_')}_{what}.png", plotted))
     return files

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from airtune.report.runs import Run
 
-__all__ = ["comparison_table", "run_stats"]
+__all__ = [
+    "comparison_table",
+    "run_stats",
+    "format_number",
+    "format_accuracy",
+]
 
 _MISSING = "—"
 
@@ -55,7 +61,7 @@ def run_stats(run: Run, target_accuracy: float | None = None) -> dict[str, Any]:
     }
 
 
-def _num(x: float | None) -> str:
+def format_number(x: float | None) -> str:
     """Readable number: thousands separators when large, 2 d.p. from 1, 4 significant digits below."""
     if x is None or not math.isfinite(x):
         return _MISSING
@@ -69,12 +75,12 @@ def _num(x: float | None) -> str:
     return f"{x:.4g}"
 
 
-def _acc(x: float | None) -> str:
+def format_accuracy(x: float | None) -> str:
     return _MISSING if x is None or not math.isfinite(float(x)) else f"{float(x):.4f}"
 
 
 def _mbit(bits: float | None) -> str:
-    return _num(None if bits is None else bits / 1e6)
+    return format_number(None if bits is None else bits / 1e6)
 
 
 def _cell(text: str) -> str:
@@ -96,9 +102,9 @@ def comparison_table(runs: Sequence[Run], target_accuracy: float | None = None) 
              "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for r in runs:
         s = run_stats(r, target_accuracy)
-        row = [_cell(r.label), _cell(r.strategy), str(s["rounds"]), _acc(s["final_accuracy"]),
-               _acc(s["best_accuracy"]), _num(s["sim_time_s"]), _mbit(s["uplink_bits"]),
-               _mbit(s["downlink_bits"]), _num(s["energy_j"])]
+        row = [_cell(r.label), _cell(r.strategy), str(s["rounds"]), format_accuracy(s["final_accuracy"]),
+               format_accuracy(s["best_accuracy"]), format_number(s["sim_time_s"]), _mbit(s["uplink_bits"]),
+               _mbit(s["downlink_bits"]), format_number(s["energy_j"])]
         if target_accuracy is not None:
             row.append("not reached" if s["rounds_to_target"] is None else str(s["rounds_to_target"]))
         lines.append("| " + " | ".join(row) + " |")

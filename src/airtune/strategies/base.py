@@ -97,6 +97,10 @@ class Strategy:
     name: ClassVar[str] = "base"
     uses_lora: ClassVar[bool] = True
     supports_heterogeneous_ranks: ClassVar[bool] = False   # devices may train different ranks
+    # What the strategy exchanges with a planner (checked by ``airtune validate``, ``experiment/validate.py``):
+    accepts_directives: ClassVar[frozenset[str]] = frozenset()   # plan.extra kinds it reads
+    requires_directives: ClassVar[frozenset[str]] = frozenset()  # plan.extra kinds it cannot run without
+    provides_hints: ClassVar[frozenset[str]] = frozenset()       # RoundInputs.hints kinds it supplies
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, options: dict[str, Any] | None = None, context: StrategyContext | None = None) -> None:

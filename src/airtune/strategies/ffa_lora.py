@@ -38,7 +38,13 @@ from airtune.lora.ops_hetlora import hetlora_distribute
 from airtune.registry import STRATEGIES
 from airtune.strategies.base import ServerState, Strategy, delivered_updates
 from airtune.strategies.common import (
-    assemble, average_heads, data_weights, factors, head_state, rank_of, rank_task,
+    assemble,
+    average_heads,
+    data_weights,
+    factors,
+    head_state,
+    rank_of,
+    rank_task,
 )
 from airtune.training.engine import ClientTask, ClientUpdate
 

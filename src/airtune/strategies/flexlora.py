@@ -40,8 +40,16 @@ from airtune.lora.ops_hetero import flexlora_aggregate, flexlora_redistribute, f
 from airtune.registry import STRATEGIES
 from airtune.strategies.base import ServerState, Strategy, delivered_updates
 from airtune.strategies.common import (
-    assemble, average_heads, data_weights, delta_export, factors, head_state, rank_of, rank_task,
-    serial_linalg, zeros_like_pairs,
+    assemble,
+    average_heads,
+    data_weights,
+    delta_export,
+    factors,
+    head_state,
+    rank_of,
+    rank_task,
+    serial_linalg,
+    zeros_like_pairs,
 )
 from airtune.training.engine import ClientTask, ClientUpdate
 
@@ -113,7 +121,8 @@ class FlexLoRA(Strategy):
         extra = {"delta": deltas, "svd": svds, "stack_rank": int(sum(ranks))}
         top = {p: flexlora_redistribute(deltas[p], r_max, ctx.scale(r_max), svd=svds[p]) for p in pairs}
         new = ServerState(assemble(pairs, top, head), extra)
-        mean = (lambda xs: sum(xs) / len(xs) if xs else None)
+        def mean(xs):
+            return (sum(xs) / len(xs) if xs else None)
         return new, {"aggregated": len(ok), "global_rank": glob_rank,
                      "energy_kept_min_rank": mean(kept_min), "energy_kept_max_rank": mean(kept_max)}
 

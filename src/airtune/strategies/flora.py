@@ -59,7 +59,14 @@ from airtune.lora.ops_hetero import flora_merge, flora_stack
 from airtune.registry import STRATEGIES
 from airtune.strategies.base import ServerState, Strategy, delivered_updates, tensor_bits
 from airtune.strategies.common import (
-    assemble, average_heads, data_weights, delta_export, factors, head_state, rank_of, rank_task,
+    assemble,
+    average_heads,
+    data_weights,
+    delta_export,
+    factors,
+    head_state,
+    rank_of,
+    rank_task,
     zeros_like_pairs,
 )
 from airtune.training.engine import ClientTask, ClientUpdate

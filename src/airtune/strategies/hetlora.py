@@ -59,12 +59,22 @@ from torch import nn
 from airtune.lora.adapters import lora_pairs, rank_adapter_name, trainable_params
 from airtune.lora.ops import cross_covariance, pad_rank
 from airtune.lora.ops_hetlora import (
-    hetlora_aggregate, hetlora_distribute, hetlora_prune_rank, hetlora_tail_penalty, hetlora_weights,
+    hetlora_aggregate,
+    hetlora_distribute,
+    hetlora_prune_rank,
+    hetlora_tail_penalty,
+    hetlora_weights,
 )
 from airtune.registry import STRATEGIES
 from airtune.strategies.base import ServerState, Strategy, delivered_updates
 from airtune.strategies.common import (
-    assemble, average_heads, data_weights, factors, head_state, rank_of, rank_task,
+    assemble,
+    average_heads,
+    data_weights,
+    factors,
+    head_state,
+    rank_of,
+    rank_task,
 )
 from airtune.training.engine import ClientTask, ClientUpdate
 

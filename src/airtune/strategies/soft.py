@@ -9,7 +9,7 @@ Per round:
 2. Each device ranks its rank-1 components by :math:`s_i = \|b_i\|\|a_i\|` (no product
    :math:`BA`, no SVD) and sends the top :math:`m_k` per matrix with an index mask
    (:func:`airtune.lora.sparsify.soft_select`); :math:`m_k = \lceil \kappa_k r\rceil` from the
-   plan's ``keep_ratio`` (TSFA, ``allocation/tsfa_planner.py``) or the ``keep_ratio`` option.
+   plan's ``keep_ratio`` (TSFA, ``allocation/tsfa/planner.py``) or the ``keep_ratio`` option.
    Optional error feedback keeps each device's unsent update as a residual in
    ``server.extra["residual"]`` (device state stored with the server so checkpoints keep it).
 3. The server aggregates :math:`A` and :math:`B` separately per rank component over the senders
@@ -96,6 +96,8 @@ def orthonormal_rows(A: torch.Tensor) -> torch.Tensor:
 
 @STRATEGIES.register("soft")
 class Soft(Strategy):
+    accepts_directives = frozenset({"keep_ratio"})
+    provides_hints = frozenset({"soft_payload"})
     """Rank-sparsified upload by SVD-free importance, near-orthogonal factors, partial-rank aggregation."""
 
     name = "soft"

@@ -61,6 +61,7 @@ class TopkOptions(BaseModel):
 
 @STRATEGIES.register("topk_lora")
 class TopkLoRA(Strategy):
+    accepts_directives = frozenset({"keep_ratio"})
     """FedIT with element-wise top-k magnitude sparsification of A and B separately (naive baseline)."""
 
     name = "topk_lora"
@@ -117,6 +118,7 @@ class SvdOptions(FlexLoRAOptions):
 
 @STRATEGIES.register("svd_lora")
 class SvdLoRA(FlexLoRA):
+    accepts_directives = frozenset({"keep_ratio"})
     """Rank-m truncated SVD of each device's B A as the upload (oracle); FlexLoRA aggregation."""
 
     name = "svd_lora"

@@ -4,7 +4,7 @@ papers.md §3.3 [B structure, R details]. The base station keeps :math:`M` LoRA 
 :math:`\{\mathcal L_m = (A_m, B_m)\}` on one frozen foundation model; what distinguishes the
 modules is configuration (``module_ranks``, default :math:`\{4, 8, 16, 32\}`; two modules may
 share a rank). Each round the planner (``allocation.name = model_switching``,
-:mod:`airtune.allocation.switching_planner`) says which module(s) each scheduled device
+:mod:`airtune.allocation.switching.planner`) says which module(s) each scheduled device
 subscribes to, in ``plan.extra["modules"]``: a (K,) module index (``-1`` idle) or a (K, M)
 boolean mask (at most ``max_modules_per_device`` per row).
 
@@ -100,6 +100,9 @@ class SwitchingOptions(BaseModel):
 
 @STRATEGIES.register("model_switching")
 class ModelSwitching(Strategy):
+    accepts_directives = frozenset({"modules"})
+    requires_directives = frozenset({"modules"})
+    provides_hints = frozenset({"modules"})
     """M LoRA modules of configurable ranks; devices train the module(s) the planner subscribes them to."""
 
     name = "model_switching"

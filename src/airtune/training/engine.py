@@ -10,8 +10,8 @@ difference from frameworks that construct a PEFT model inside every client's ``f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,8 +19,14 @@ from torch import nn
 
 from airtune.data.cache import TokenizedDataset, collate
 from airtune.lora.adapters import (
-    base_weights, freeze_factors, is_peft, load_trainable_state, set_base_weights, trainable_params,
-    trainable_state, use_adapter,
+    base_weights,
+    freeze_factors,
+    is_peft,
+    load_trainable_state,
+    set_base_weights,
+    trainable_params,
+    trainable_state,
+    use_adapter,
 )
 from airtune.training.local import OptimConfig, make_optimizer, train_steps
 

@@ -7,7 +7,7 @@ class probabilities of several models and scores the average.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

@@ -17,8 +17,8 @@ crosses the link is counted in :class:`LinkTraffic` with its real size (numel x 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 from torch import Tensor, nn

@@ -20,12 +20,6 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from airtune.wireless.outage import (
-    outage_probability,
-    ppp_success_probability,
-    sample_delivery,
-    sinr_threshold_for_rate,
-)
 from airtune.wireless.topology import drop_uniform_disk
 from airtune.wireless.units import db_to_linear
 
@@ -33,16 +27,12 @@ __all__ = [
     "ChannelState",
     "FadingModel",
     "init_channel",
-    "outage_probability",
     "path_gain",
     "path_gain_at_1m_from_db",
     "path_loss_db",
     "path_loss_exponent_from_slope",
-    "ppp_success_probability",
     "rayleigh_fading",
-    "sample_delivery",
     "shannon_rate_bps",
-    "sinr_threshold_for_rate",
     "snr",
     "step_channel",
 ]

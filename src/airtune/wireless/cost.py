@@ -9,8 +9,8 @@ compute + upload latency and energy); none of these is a paper's own equation.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike

@@ -45,10 +45,18 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from airtune.wireless.channel import (
-    ChannelState, path_gain_at_1m_from_db, path_loss_exponent_from_slope, shannon_rate_bps, snr,
+    ChannelState,
+    path_gain_at_1m_from_db,
+    path_loss_exponent_from_slope,
+    shannon_rate_bps,
+    snr,
 )
 from airtune.wireless.interference import (
-    interference_scale_w, positive_stable_cdf, positive_stable_quantile, sample_interference_w, stable_index,
+    interference_scale_w,
+    positive_stable_cdf,
+    positive_stable_quantile,
+    sample_interference_w,
+    stable_index,
 )
 from airtune.wireless.outage import ppp_success_probability, sinr_threshold_for_rate
 from airtune.wireless.units import db_to_linear, dbm_to_w

@@ -1,0 +1,469 @@
+r"""Algorithm 2 of the switching paradigm [wang2025switching]: the online per-round allocator.
+
+papers.md §3.5 [B method names, R formulas]; everything below is **[R] our reconstruction**.
+Each round the planner minimises the drift-plus-penalty objective [neely2010lyapunov]
+
+.. math::
+    J(x,b,p) = V\,\mathcal G\big(x, 1-q(b,p)\big)
+        + \sum_{k\ \rm active}(Q_k+\eta)\,E_k(x,b,p) - \sum_{k\ \rm active} H_k,
+    \qquad E_k = E^{\rm cp}_k + p_k\,\frac{S_{m(k)}}{R_k(b_k,p_k)}
+
+(:func:`round_objective`; :math:`\mathcal G` the [R] risk-gap bound of
+:mod:`airtune.allocation.switching.risk`, :math:`q_k` the outage of the run's link and :math:`R_k` the
+rate it charges (``wireless/link.py``: fixed rate :math:`b\log_2(1+\theta)` with the PPP success
+probability of papers.md §3.3 under ``fixed_rate_outage``, the Shannon rate otherwise), :math:`Q_k` the energy queues, :math:`\eta` the
+energy-efficiency coefficient, :math:`H_k` the participation queues of constraint (7f)) by
+block-coordinate descent over the three existing subproblem solvers, until :math:`J` changes
+by at most ``tol`` :math:`\cdot(1+|J|)`, an iteration raises :math:`J` above the best
+iterate by more than that (``stop = "no_descent"``: the switching step works on a
+linearisation of :math:`\mathcal G`, so a step can go uphill and the iterates then cycle
+between two assignments; measured at K = 1000 in ``benchmarks/switching_alloc.py``), or
+``max_outer`` iterations:
+
+1. **model switching** (:mod:`airtune.allocation.switching.assignment`): costs
+   :math:`c_{k,m}=V\Delta\mathcal G_{k,m}+(Q_k+\eta)E_{k,m}-H_k` with :math:`\mathcal G`
+   linearised at the current :math:`x`; coupling resource
+   :math:`a_{k,m}=\max\{b^{\min}_{k,m}, B/N\}` (the deadline floor at :math:`p^{\max}`, and at
+   least an equal share of :math:`N` = ``max_participants``, which caps the number of
+   participants); pairs whose deadline cannot be met are ineligible. Capacity: :math:`B` in
+   total (``risk = device``) or, with the ensemble bound (default), :math:`n_mB/N` per module
+   with the quotas :math:`n_m` of :func:`~airtune.allocation.switching.risk_ensemble.ensemble_module_quotas`
+   (one multiplier per module). Solved by dual ascent, or the ``greedy`` / ``one_shot`` baselines;
+2. **bandwidth**: the two-tier bisection (:func:`~airtune.allocation.switching.bandwidth_tiers.bandwidth_for_switching`)
+   with weights :math:`Q_k+\eta`, the upload deadline :math:`\Delta_k = T_{\max}-t^{\rm cp}_k`
+   and a floor of ``min_bandwidth_fraction`` :math:`\cdot B/N` per participant (a device with
+   zero weight would otherwise get 0 Hz);
+3. **power**: :func:`~airtune.allocation.switching.power.solve_power` with the outage weight
+   :math:`w_k=\partial\mathcal G/\partial q_k` (:func:`outage_weight`), or :math:`p^{\max}`
+   (option ``power = max``).
+
+The best iterate is returned. After the round :meth:`SwitchingPlanner.observe` advances the
+queues with the **measured** energy: :math:`Q_k\leftarrow[Q_k+E_k-\bar E_k]^+`,
+:math:`H_k\leftarrow[H_k+\rho-\sum_mx_{k,m}]^+`.
+
+Module set: taken from the strategy (``RoundInputs.hints``: ``module_ranks`` and exact
+``module_payload_bits``, :mod:`airtune.strategies.switching`); without hints (other
+strategies, allocation-only scripts) from the option ``module_ranks`` with
+:func:`module_payload_bits`. If both are given they must agree (one-line ConfigError).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+from airtune.allocation.planner import Planner, PlannerContext, RoundInputs, RoundOutcome, planned_downlink_s
+from airtune.allocation.result import Allocation
+from airtune.allocation.switching.assignment import (
+    assignment_from_modules,
+    modules_from_assignment,
+    switch_dual_ascent,
+    switch_greedy,
+    switch_one_shot,
+)
+from airtune.allocation.switching.bandwidth_tiers import bandwidth_for_switching
+from airtune.allocation.switching.power import solve_power
+from airtune.allocation.switching.power_problem import PowerProblem
+from airtune.allocation.switching.problem import step_participation_queues, switching_costs
+from airtune.allocation.switching.rate_model import deadline_min_bandwidth_hz
+from airtune.allocation.switching.risk import RiskCoefficients, risk_gap_bound, risk_gap_marginal
+from airtune.allocation.switching.risk_ensemble import (
+    ensemble_module_quotas,
+    ensemble_outage_weight,
+    ensemble_risk_gap,
+    ensemble_risk_marginal,
+)
+from airtune.errors import ConfigError
+from airtune.registry import ALLOCATORS
+
+__all__ = ["SwitchingPlanner", "SwitchingPlannerOptions", "module_payload_bits", "outage_weight",
+           "round_objective"]
+
+
+class SwitchingPlannerOptions(BaseModel):
+    """Options of the ``model_switching`` allocator (``allocation.options``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    module_ranks: list[PositiveInt] | None = Field(
+        None, description="module ranks; null: the strategy's (required without a switching strategy: then [4,8,16,32])")
+    head_bits: float = Field(0.0, ge=0, description="task-head bits per upload when the strategy gives no payloads")
+    switching: Literal["dual_ascent", "greedy", "one_shot"] = Field(
+        "dual_ascent", description="model-switching solver: dual ascent (proposed) or the greedy / one-shot baselines")
+    power: Literal["adaptive", "max"] = Field("adaptive", description="power control, or every device at p_max")
+    energy_constraints: bool = Field(True, description="long-term per-device energy budgets (virtual queues)")
+    energy_budget_j: float | None = Field(
+        None, gt=0, description="per-device average energy per round; null: energy_budget_ratio x (N/K) x compute energy")
+    energy_budget_ratio: float = Field(1.0, gt=0, description="scale of the automatic energy budget")
+    energy_coefficient: float = Field(0.0, ge=0, description="eta: weight of energy in the per-round objective")
+    V: float = Field(100.0, ge=0, description="Lyapunov trade-off: weight of the risk-gap bound")
+    min_participation_rate: float | None = Field(
+        None, ge=0, le=1, description="rho of the long-term participation constraint; null: 0.5 N/K")
+    max_participants: PositiveInt | None = Field(None, description="N: participants per round at most; null: devices_per_round")
+    deadline_s: float | None = Field(None, gt=0, description="round deadline T_max (compute + upload) in s; null: none")
+    tol: float = Field(1e-4, gt=0, description="outer loop stops when J changes by <= tol (1 + |J|)")
+    max_outer: PositiveInt = Field(10, description="outer (block-coordinate) iterations at most")
+    dual_max_iter: PositiveInt = Field(100, description="dual-ascent iterations at most")
+    dual_tol: float = Field(1e-6, gt=0, description="dual-ascent duality-gap tolerance")
+    dual_patience: PositiveInt | None = Field(
+        20, description="dual ascent also stops after this many iterations without a better point; null: off")
+    bandwidth_search: Literal["bisection", "illinois"] = Field(
+        "illinois", description="root finder of Algorithm 1's two tiers: bisection (as named in the paper) or "
+                                "Illinois false position (same solution, fewer steps)")
+    power_grid_points: int = Field(64, ge=3, description="coarse grid of the power solver")
+    min_power_fraction: float = Field(0.01, gt=0, le=1, description="lowest power as a fraction of p_max")
+    min_bandwidth_fraction: float = Field(
+        0.1, ge=0, le=1, description="every participant gets at least this fraction of B / max_participants")
+    risk: Literal["ensemble", "device"] = Field(
+        "ensemble", description="risk-gap bound: of the uniform module ensemble (eq. 3) or per device (risk.py)")
+    risk_memory: float = Field(
+        0.5, ge=0, le=1, description="ensemble bound: forgetting factor of the samples each module aggregated before")
+    risk_capacity: float = Field(1.0, ge=0, description="c_cap of the risk-gap bound")
+    risk_generalisation: float = Field(1.0, ge=0, description="c_gen of the risk-gap bound")
+    risk_prior_samples: float | None = Field(
+        None, gt=0, description="D_0 of the risk-gap bound; null: the mean local data size")
+
+
+def module_payload_bits(ranks, lora_dims: list[tuple[int, int]], head_bits: float = 0.0,
+                        bits_per_value: int = 32) -> np.ndarray:
+    r"""Upload size of each module: :math:`S_m = q\,r_m\sum_\ell(d^{\rm in}_\ell+d^{\rm out}_\ell) + S_{\rm head}`.
+
+    papers.md §3.3 step 3 [R]; ``lora_dims`` from ``PlannerContext.lora_dims``.
+    """
+    per_rank = bits_per_value * sum(int(i) + int(o) for i, o in lora_dims)
+    return per_rank * np.asarray(ranks, dtype=float) + float(head_bits)
+
+
+def outage_weight(x, success_prob, data_sizes, ranks, coef: RiskCoefficients) -> np.ndarray:
+    r""":math:`w_k=\partial\mathcal G/\partial q_k\ge0` of the [R] bound (:mod:`airtune.allocation.switching.risk`), shape (K,).
+
+    .. math::
+        w_k = \frac1K\sum_m x_{k,m}\,\frac{n_m}{2}\,c_{\rm gen}\sqrt{\kappa r_m}\,
+              (D_0+N_m)^{-3/2}D_k,\qquad N_m=\sum_jx_{j,m}(1-q_j)D_j
+
+    The power subproblem's :math:`G_k(q)=w_kq` (papers.md §3.5(c) [R]).
+    """
+    x = np.asarray(x, dtype=float)
+    eff = np.asarray(success_prob, float) * np.asarray(data_sizes, float)
+    total = coef.prior_samples + x.T @ eff  # (M,)
+    gen_scale = coef.generalisation * np.sqrt(coef.complexity_per_rank * np.asarray(ranks, float))
+    slope = 0.5 * x.sum(axis=0) * gen_scale * total ** (-1.5)  # (M,)
+    return (x @ slope) * np.asarray(data_sizes, float) / max(x.shape[0], 1)
+
+
+class _Radio:
+    """The run's link as the planner's models use it (``wireless/link.py``): the charged rate,
+    the success probability of the delivery event, the solvers' rate model."""
+
+    def __init__(self, ctx: PlannerContext) -> None:
+        link = ctx.link
+        self.link = link
+        self.n0 = float(link.noise_psd_w_per_hz)
+        self.ppp = link.mode == "fixed_rate_outage"     # success depends on power and bandwidth
+        self.theta = float(link.sinr_threshold)
+        self.alpha = float(link.path_loss_exponent)
+        self.gain_1m = float(link.path_gain_at_1m)
+        self.density = float(link.interferer_density_per_m2)
+        self.p_int = float(link.interferer_power_w)
+        self.rate_model = link.rate_model
+        self.interference_w = float(link.rate_interference_w)
+
+    def success(self, distance_m, power_w, bandwidth_hz, channel_gain) -> np.ndarray:
+        return self.link.success_probability(distance_m, bandwidth_hz, np.maximum(power_w, 1e-30), channel_gain)
+
+    def rate(self, bandwidth_hz, power_w, channel_gain) -> np.ndarray:
+        return self.link.uplink_rate_bps(bandwidth_hz, power_w, channel_gain)
+
+    def solver_kwargs(self) -> dict[str, Any]:
+        """Rate-model arguments of the bandwidth and deadline solvers (``rate_model.py``)."""
+        return {"rate_model": self.rate_model, "sinr_threshold": self.theta, "interference_w": self.interference_w}
+
+
+class _Risk:
+    r"""The bound :math:`\mathcal G` in use: value, (K, M) marginals, (K,) outage weights."""
+
+    def __init__(self, kind: str, coef: RiskCoefficients, data_sizes, ranks, module_samples) -> None:
+        self.kind, self.coef, self.d, self.r, self.p = kind, coef, data_sizes, ranks, module_samples
+
+    def value(self, x, succ) -> float:
+        if self.kind == "ensemble":
+            return ensemble_risk_gap(x, succ, self.d, self.r, self.p, self.coef)
+        return risk_gap_bound(x, succ, self.d, self.r, 0.0, self.coef)
+
+    def marginal(self, x, succ) -> np.ndarray:
+        if self.kind == "ensemble":
+            return ensemble_risk_marginal(x, succ, self.d, self.r, self.p, self.coef)
+        return risk_gap_marginal(x, succ, self.d, self.r, 0.0, self.coef)
+
+    def outage_weight(self, x, succ) -> np.ndarray:
+        if self.kind == "ensemble":
+            return ensemble_outage_weight(x, succ, self.d, self.r, self.p, self.coef)
+        return outage_weight(x, succ, self.d, self.r, self.coef)
+
+
+def round_objective(x, bandwidth_hz, power_w, payload_bits, inputs: RoundInputs, radio: _Radio,
+                    energy_weight, participation_backlog, v: float, risk: _Risk) -> tuple[float, np.ndarray]:
+    """:math:`J(x,b,p)` of the module docstring and the energy :math:`E_k` (0 where idle), shape (K,)."""
+    x = np.asarray(x, bool)
+    sel = x.any(axis=1)
+    s_k = x.astype(float) @ np.asarray(payload_bits, float)
+    succ = np.where(sel, radio.success(inputs.distance_m, power_w, bandwidth_hz, inputs.channel_gain), 0.0)
+    g = risk.value(x, succ)
+    rate = radio.rate(bandwidth_hz, power_w, inputs.channel_gain)
+    tx = np.divide(power_w * s_k, rate, out=np.full(sel.shape, np.inf), where=rate > 0)
+    energy = np.where(sel, inputs.compute_energy_j + tx, 0.0)
+    j = v * g + float(np.sum((energy_weight * energy)[sel])) - float(np.sum(participation_backlog[sel]))
+    return j, energy
+
+
+_STOP_MESSAGES = {"converged": "converged", "max_outer": "max_outer reached",
+                  "no_descent": "stopped (an iteration increased J; best iterate kept)"}
+
+
+@ALLOCATORS.register("model_switching")
+class SwitchingPlanner(Planner):
+    """Online model switching, bandwidth and power (Algorithm 2 [R]); state: queues, multipliers."""
+
+    Options = SwitchingPlannerOptions
+    directives = frozenset({"modules"})
+
+    def __init__(self, options: dict[str, Any] | None, context: PlannerContext) -> None:
+        super().__init__(options, context)
+        K = context.num_devices
+        self.radio = _Radio(context)
+        self.energy_queue = np.zeros(K)
+        self.participation_queue = np.zeros(K)
+        self.mu = np.zeros(1)
+        self.kept: np.ndarray | None = None          # one-shot: module kept by every device
+        self.budget_j: np.ndarray | None = None      # per-device energy budget per round
+        self.energy_sum_j = np.zeros(K)
+        self.participation_sum = np.zeros(K)
+        self.rounds_seen = 0
+        self.module_samples: np.ndarray | None = None  # P_m of the ensemble bound
+
+    @classmethod
+    def check_link(cls, link) -> None:
+        if link.mode == "fixed_rate_outage" and not (link.csi == "statistical" and link.rayleigh):
+            raise ConfigError("allocation.name = 'model_switching' with wireless.link = fixed_rate_outage plans "
+                              "with the closed-form PPP success probability (statistical CSI, Rayleigh fading); "
+                              f"got wireless.csi = {link.csi}, wireless.fading rayleigh = {link.rayleigh}; fix: "
+                              "set wireless.csi=statistical and wireless.fading=rayleigh")
+
+    # ---------------------------------------------------------------------------------- helpers
+    def modules(self, inputs: RoundInputs) -> tuple[np.ndarray, np.ndarray]:
+        """Module ranks (M,) and payload bits (M,): the strategy's hints, else the options."""
+        hints = getattr(inputs, "hints", None) or {}
+        opt = self.options.module_ranks
+        if "module_ranks" in hints:
+            ranks = [int(r) for r in hints["module_ranks"]]
+            if opt is not None and [int(r) for r in opt] != ranks:
+                raise ConfigError(f"allocation.options.module_ranks = {list(opt)} differs from the strategy's "
+                                  f"module_ranks = {ranks}; fix: remove allocation.options.module_ranks or give "
+                                  "both the same list")
+            return np.asarray(ranks, float), np.asarray(hints["module_payload_bits"], float)
+        ranks = list(opt) if opt is not None else [4, 8, 16, 32]
+        if not self.context.lora_dims:
+            raise ConfigError("allocation.name = 'model_switching': no module payloads (the strategy trains no "
+                              "LoRA modules); fix: use strategy.name=model_switching or another LoRA strategy")
+        return np.asarray(ranks, float), module_payload_bits(ranks, self.context.lora_dims, self.options.head_bits)
+
+    def _coefficients(self) -> RiskCoefficients:
+        o, d = self.options, self.context.data_sizes
+        prior = o.risk_prior_samples if o.risk_prior_samples is not None else max(float(np.mean(d)), 1.0)
+        return RiskCoefficients(capacity=o.risk_capacity, generalisation=o.risk_generalisation,
+                                heterogeneity=0.0, prior_samples=prior)
+
+    def _n_max(self) -> int:
+        return int(self.options.max_participants or self.context.devices_per_round)
+
+    def _rho(self) -> float:
+        o, c = self.options, self.context
+        return o.min_participation_rate if o.min_participation_rate is not None else \
+            0.5 * self._n_max() / c.num_devices
+
+    def _energy_weight(self) -> np.ndarray:
+        q = self.energy_queue if self.options.energy_constraints else np.zeros_like(self.energy_queue)
+        return q + self.options.energy_coefficient
+
+    # ------------------------------------------------------------------------------------- plan
+    def plan(self, inputs: RoundInputs) -> Allocation:
+        o, c, radio = self.options, self.context, self.radio
+        ranks, S = self.modules(inputs)
+        K, M, B, n_max = c.num_devices, len(ranks), float(c.total_bandwidth_hz), self._n_max()
+        p_max, h, dist = np.asarray(c.max_power_w, float) * np.ones(K), inputs.channel_gain, inputs.distance_m
+        if self.budget_j is None:
+            self.budget_j = (np.full(K, o.energy_budget_j) if o.energy_budget_j is not None else
+                             o.energy_budget_ratio * (n_max / K) * np.asarray(inputs.compute_energy_j, float))
+        if self.module_samples is None:
+            self.module_samples = np.zeros(M)
+        D, V = np.asarray(c.data_sizes, float), float(o.V)
+        risk = _Risk(o.risk, self._coefficients(), D, ranks, self.module_samples)
+        w_e, H = self._energy_weight(), self.participation_queue
+        # upload time budget Delta_k: the deadline less compute, server and downlink time (these at
+        # N = n_max, the smallest shares: our choice, conservative when fewer take part)
+        slack = None if o.deadline_s is None else np.asarray(
+            o.deadline_s - inputs.compute_s - n_max * np.asarray(inputs.server_s_alone, float)
+            - planned_downlink_s(c.link, inputs, n_max), float)
+        budget_up = None if slack is None else np.maximum(slack, 1e-9)
+        if budget_up is None:
+            floors = np.zeros((K, M))
+        else:
+            args = np.broadcast_arrays(S[None, :], budget_up[:, None], p_max[:, None], h[:, None])
+            floors = deadline_min_bandwidth_hz(*(a.ravel() for a in args), radio.n0, radio.interference_w,
+                                               radio.rate_model, radio.theta, total_bandwidth_hz=B).reshape(K, M)
+            floors = np.where(slack[:, None] > 0, floors, np.inf)
+        eligible = np.isfinite(floors) & (floors <= B)
+        resource = np.where(eligible, np.maximum(floors, B / n_max), B)
+
+        x, b_est, p = np.zeros((K, M), bool), np.full(K, B / n_max), p_max.copy()
+        best, trace, sw_iters, j_prev, stop = None, [], 0, None, "max_outer"
+        for it in range(1, int(o.max_outer) + 1):
+            # (1) model switching on the linearised bound
+            succ = radio.success(dist, p, b_est, h)
+            d_g = risk.marginal(x, succ)
+            rate = radio.rate(b_est, p, h)[:, None]
+            e_km = inputs.compute_energy_j[:, None] + np.divide(
+                p[:, None] * S[None, :], rate, out=np.full((K, M), np.inf), where=rate > 0)
+            cost = switching_costs(d_g, np.where(np.isfinite(e_km), e_km, 1e300), w_e, V, H)
+            if it == 1:
+                capacity = self._capacity(risk, succ, eligible, B, n_max)
+            res = self._switch(cost, resource, capacity, eligible, risk, succ)
+            sw_iters += res.iterations
+            x = res.x
+            sel = x.any(axis=1)
+            # (2) bandwidth, (3) power
+            b = np.zeros(K)
+            if sel.any():
+                b = bandwidth_for_switching(x, S, w_e, p, h, radio.n0, B, time_budget_s=budget_up,
+                                            min_bandwidth_hz=np.full(K, o.min_bandwidth_fraction * B / n_max),
+                                            search=o.bandwidth_search, **radio.solver_kwargs()).bandwidth_hz
+            p_new = self._power(x, S, b, inputs, w_e, V, risk, budget_up) if o.power == "adaptive" \
+                else p_max.copy()
+            j, _ = round_objective(x, b, np.where(sel, p_new, 0.0), S, inputs, radio, w_e, H, V, risk)
+            trace.append(j)
+            if j_prev is not None and abs(j - j_prev) <= o.tol * (1.0 + abs(j_prev)):
+                stop = "converged"
+            elif best is not None and j > best[0] + o.tol * (1.0 + abs(best[0])):
+                stop = "no_descent"  # the linearised switching step left the best point: a cycle
+            if best is None or j < best[0]:
+                best = (j, x.copy(), b.copy(), p_new.copy(), res)
+            if stop != "max_outer":
+                break
+            p, b_est = np.where(sel, p_new, p_max), np.where(sel, b, B / n_max)
+            j_prev = j
+        j, x, b, p, res = best
+        converged = stop == "converged"
+        self.mu = np.asarray(res.mu, float).copy()
+        sel = x.any(axis=1)
+        module = modules_from_assignment(x)
+        return Allocation(
+            selected=sel, bandwidth_hz=np.where(sel, b, 0.0), power_w=np.where(sel, p, 0.0), objective=j,
+            converged=converged, iterations=len(trace),
+            message=f"{_STOP_MESSAGES[stop]} after {len(trace)} outer iterations",
+            extra={"stop": stop, "modules": module, "module_ranks": [int(r) for r in ranks], "mu": self.mu.copy(),
+                   "switching_iterations": sw_iters, "objective_trace": trace, "switching_gap": res.gap,
+                   "eligible_devices": int(eligible.any(axis=1).sum())})
+
+    def _capacity(self, risk: _Risk, succ, eligible, B: float, n_max: int):
+        """Bandwidth capacity of the switching step: :math:`B` in total (``risk = device``), or per
+        module :math:`n_mB/N` with the ensemble quotas :math:`n_m` (``risk = ensemble``)."""
+        if risk.kind != "ensemble":
+            return B
+        part = eligible.any(axis=1)
+        n = min(n_max, int(part.sum()))
+        mean_eff = float(np.mean((succ * risk.d)[part])) if part.any() else 0.0
+        return ensemble_module_quotas(n, mean_eff, risk.r, risk.p, risk.coef) * (B / n_max)
+
+    def _switch(self, cost, resource, capacity, eligible, risk: _Risk, succ):
+        o = self.options
+        if o.switching == "greedy":
+            return switch_greedy(cost, resource, capacity, eligible)
+        if o.switching == "one_shot":
+            if self.kept is None:  # decided once, for every device, then kept for ever
+                self.kept = self._one_shot_modules(cost, eligible, risk, succ)
+            return switch_one_shot(self.kept, cost, resource, capacity, eligible, participate="if_beneficial")[0]
+        return switch_dual_ascent(cost, resource, capacity, eligible, max_iter=o.dual_max_iter, tol=o.dual_tol,
+                                  patience=o.dual_patience)
+
+    def _one_shot_modules(self, cost, eligible, risk: _Risk, succ) -> np.ndarray:
+        """Round 0 of ``one_shot``: a module for every eligible device (dual ascent with the
+        ensemble quotas of all of them as per-module head counts; best module without them)."""
+        part = eligible.any(axis=1)
+        if risk.kind != "ensemble":
+            masked = np.where(eligible, cost, np.inf)
+            return np.where(np.isfinite(masked.min(axis=1)), np.argmin(masked, axis=1), -1)
+        quotas = ensemble_module_quotas(int(part.sum()), float(np.mean((succ * risk.d)[part])) if part.any()
+                                        else 0.0, risk.r, risk.p, risk.coef)
+        res = switch_dual_ascent(cost, 1.0, quotas.astype(float), eligible, max_iter=self.options.dual_max_iter,
+                                 tol=self.options.dual_tol, patience=self.options.dual_patience)
+        return res.module
+
+    def _power(self, x, S, b, inputs, w_e, V, risk: _Risk, budget_up) -> np.ndarray:
+        o, c, radio = self.options, self.context, self.radio
+        sel = x.any(axis=1)
+        p_max = np.asarray(c.max_power_w, float) * np.ones(len(sel))
+        if not sel.any():
+            return p_max
+        succ = radio.success(inputs.distance_m, p_max, b, inputs.channel_gain)
+        w_q = risk.outage_weight(x, succ) if radio.ppp else np.zeros(len(sel))  # else success is power-free
+        prob = PowerProblem(
+            payload_bits=x.astype(float) @ S, bandwidth_hz=b, distance_m=inputs.distance_m, energy_weight=w_e, v=V,
+            max_power_w=p_max, noise_psd_w_per_hz=radio.n0, sinr_threshold=radio.theta,
+            path_loss_exponent=radio.alpha, path_gain_at_1m=radio.gain_1m,
+            interferer_density_per_m2=radio.density, interferer_power_w=radio.p_int,
+            min_power_w=o.min_power_fraction * p_max, risk_weight=w_q, rate_model=radio.rate_model,
+            channel_gain=inputs.channel_gain, interference_w=radio.interference_w, time_budget_s=budget_up)
+        p = solve_power(prob, grid_points=o.power_grid_points).power_w
+        flat = (w_e <= 0) & (V * w_q <= 0)  # nothing to trade: transmit at full power
+        return np.where(sel & ~flat, p, p_max)
+
+    # ---------------------------------------------------------------------------------- observe
+    def observe(self, inputs: RoundInputs, plan: Allocation, outcome: RoundOutcome) -> dict[str, Any]:
+        energy = np.asarray(outcome.energy_j, float)
+        x = assignment_from_modules(plan.extra["modules"], len(plan.extra["module_ranks"]))
+        if self.options.energy_constraints:
+            self.energy_queue = np.maximum(self.energy_queue + energy - self.budget_j, 0.0)
+        self.participation_queue = step_participation_queues(self.participation_queue, x, self._rho())
+        self.energy_sum_j += energy
+        self.participation_sum += plan.selected
+        got = x & np.asarray(outcome.delivered, bool)[:, None]
+        self.module_samples = self.options.risk_memory * self.module_samples + got.T.astype(float) @ np.asarray(
+            self.context.data_sizes, float)
+        self.rounds_seen += 1
+        sel = plan.selected
+        avg_energy = self.energy_sum_j / self.rounds_seen
+        return {
+            "switch_module_counts": x.sum(axis=0).astype(int).tolist(),
+            "switch_iterations": int(plan.extra["switching_iterations"]),
+            "switch_mu": float(np.max(plan.extra["mu"])) if np.size(plan.extra["mu"]) else 0.0,
+            "switch_power_mean_w": float(np.mean(plan.power_w[sel])) if sel.any() else None,
+            "switch_energy_queue_mean": float(np.mean(self.energy_queue)),
+            "switch_energy_queue_max": float(np.max(self.energy_queue)),
+            "switch_participation_queue_mean": float(np.mean(self.participation_queue)),
+            "switch_budget_excess_j": float(np.mean(np.maximum(avg_energy - self.budget_j, 0.0))),
+            "switch_min_participation_rate": float(np.min(self.participation_sum) / self.rounds_seen),
+        }
+
+    # ------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {"energy_queue": self.energy_queue.copy(), "participation_queue": self.participation_queue.copy(),
+                "mu": self.mu.copy(), "kept": None if self.kept is None else self.kept.copy(),
+                "budget_j": None if self.budget_j is None else self.budget_j.copy(),
+                "energy_sum_j": self.energy_sum_j.copy(), "participation_sum": self.participation_sum.copy(),
+                "rounds_seen": self.rounds_seen,
+                "module_samples": None if self.module_samples is None else self.module_samples.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self.energy_queue = np.array(state["energy_queue"], float)
+        self.participation_queue = np.array(state["participation_queue"], float)
+        self.mu = np.array(state["mu"], float)
+        self.kept = None if state["kept"] is None else np.array(state["kept"], int)
+        self.budget_j = None if state["budget_j"] is None else np.array(state["budget_j"], float)
+        self.energy_sum_j = np.array(state["energy_sum_j"], float)
+        self.participation_sum = np.array(state["participation_sum"], float)
+        self.rounds_seen = int(state["rounds_seen"])
+        self.module_samples = None if state["module_samples"] is None else np.array(state["module_samples"], float)
