@@ -49,6 +49,10 @@ def cmd_validate(ns: argparse.Namespace) -> int:
         print(f"error: {line}", file=sys.stderr)
     if errors:
         return 2
+    from airtune.experiment.validate import ignored_settings
+
+    for line in ignored_settings(cfg):
+        print(f"warning: {line}", file=sys.stderr)
     print(f"ok: {path or 'built-in defaults'} is valid ({cfg.name}, strategy {cfg.strategy.name}, "
           f"{cfg.rounds} rounds, {cfg.num_devices} devices)")
     return 0
@@ -71,6 +75,11 @@ def cmd_run(ns: argparse.Namespace) -> int:
         rundir.prepare(cfg, run_dir)
     rundir.attach_log_file(run_dir)
     logging.getLogger("airtune").info("run %s in %s (resume=%s)", cfg.name, run_dir, bool(ns.resume))
+    from airtune.experiment.validate import ignored_settings
+
+    for line in ignored_settings(cfg):
+        logging.getLogger("airtune").warning("%s", line)
+        print(f"warning: {line}", file=sys.stderr)
     with RoundProgress(cfg, enabled=not ns.quiet) as progress:
         summary = run_experiment(cfg, run_dir, resume=bool(ns.resume), on_round=progress.update)
     print_summary(summary, run_dir)

@@ -1,4 +1,6 @@
-"""Named registries: a strategy, allocator, partitioner or model is added with one decorator.
+"""Named registries: a strategy, allocator, scheduler, partitioner, fading model or model is added
+with one decorator, inside airtune (in its package's registration point, ``Registry.builtins``) or from
+another package through the ``airtune.plugins`` entry point (docs/extending.md).
 
 Example::
 
@@ -21,11 +23,17 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A name -> object map with helpful errors."""
+    """A name -> object map with helpful errors.
 
-    def __init__(self, kind: str) -> None:
+    ``builtins`` are the modules whose import registers the built-in entries (the package's one
+    registration point); they are imported, with the plugins, at the first look-up.
+    """
+
+    def __init__(self, kind: str, builtins: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        self.builtins = builtins
         self._items: dict[str, T] = {}
+        self._loaded = False
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -36,8 +44,17 @@ class Registry(Generic[T]):
 
         return deco
 
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            import importlib
+
+            for mod in self.builtins:
+                importlib.import_module(mod)
+            _ensure_plugins_loaded()
+
     def get(self, name: str) -> T:
-        _ensure_builtins_loaded()
+        self._load()
         if name not in self._items:
             raise RegistryError(
                 f"unknown {self.kind} '{name}': choose one of {', '.join(sorted(self._items))}"
@@ -45,45 +62,53 @@ class Registry(Generic[T]):
         return self._items[name]
 
     def names(self) -> list[str]:
-        _ensure_builtins_loaded()
+        self._load()
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:
-        _ensure_builtins_loaded()
+        self._load()
         return name in self._items
 
 
-STRATEGIES: Registry = Registry("strategy")
-ALLOCATORS: Registry = Registry("allocator")
-SCHEDULERS: Registry = Registry("scheduler")
-PARTITIONERS: Registry = Registry("partitioner")
-MODELS: Registry = Registry("model")
+STRATEGIES: Registry = Registry("strategy", ("airtune.strategies",))   # its __init__ imports every strategy
+ALLOCATORS: Registry = Registry("allocator", ("airtune.allocation.builtin",))
+SCHEDULERS: Registry = Registry("scheduler", ("airtune.allocation.builtin",))
+PARTITIONERS: Registry = Registry("partitioner", ("airtune.data.partition",))
+FADING: Registry = Registry("fading model", ("airtune.wireless.fading",))
+MODELS: Registry = Registry("model", ("airtune.models.zoo",))
 
 ALL = {"models": MODELS, "strategies": STRATEGIES, "allocators": ALLOCATORS,
-       "schedulers": SCHEDULERS, "partitioners": PARTITIONERS}
+       "schedulers": SCHEDULERS, "partitioners": PARTITIONERS, "fading": FADING}
 
-_loaded = False
+PLUGIN_GROUP = "airtune.plugins"
+"""Entry-point group of third-party components (docs/extending.md): each entry point names a
+module (imported) or a function (called), whose ``@REGISTRY.register`` decorators add them."""
+
+_plugins_loaded = False
 
 
-def _ensure_builtins_loaded() -> None:
-    """Import the modules whose decorators fill the registries (once, lazily)."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import importlib
+def _ensure_plugins_loaded() -> None:
+    global _plugins_loaded
+    if not _plugins_loaded:
+        _plugins_loaded = True
+        load_plugins()
 
-    for mod in (
-        "airtune.models.zoo",
-        "airtune.strategies",
-        "airtune.allocation.baselines",
-        "airtune.allocation.split_fed.planner",
-        "airtune.allocation.tsfa.planner",
-        "airtune.allocation.switching.planner",
-        "airtune.data.partition",
-    ):
+
+def load_plugins() -> list[str]:
+    """Load every ``airtune.plugins`` entry point; return their names. A plugin that fails to
+    load is a one-line RegistryError naming it and its target."""
+    from importlib.metadata import entry_points
+
+    names = []
+    for ep in entry_points(group=PLUGIN_GROUP):
         try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a module not written yet must not hide the others
-            if exc.name != mod:
-                raise
+            obj = ep.load()
+            if callable(obj):
+                obj()
+        except RegistryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any plugin failure is reported the same way
+            raise RegistryError(f"plugin '{ep.name}' ({ep.value}) failed to load: {exc.__class__.__name__}: {exc}; "
+                                f"fix: repair or uninstall the package that provides it") from exc
+        names.append(ep.name)
+    return names

@@ -108,3 +108,13 @@ def test_validate_rejects_a_strategy_and_planner_that_do_not_work_together(capsy
     code, _, _ = run_cli(capsys, "validate", "strategy.name=soft", "allocation.name=tsfa", "wireless.link=error_free",
                          "allocation.options.latency_budget_s=4")
     assert code == 0
+
+
+def test_settings_the_components_ignore_are_warned_about(capsys):
+    code, err, _ = run_cli(capsys, "validate", "allocation.name=lyapunov", "wireless.link=error_free",
+                           "allocation.scheduler=best_channel", "strategy.name=full_ft", "lora.rank=4")
+    assert code == 0 and len(err) == 2
+    assert err[0].startswith("warning: allocation.scheduler = 'best_channel' is ignored")
+    assert err[1].startswith("warning: lora.rank = 4 is ignored by strategy.name = 'full_ft'")
+    code, err, _ = run_cli(capsys, "validate", "allocation.scheduler=best_channel")   # equal reads it
+    assert code == 0 and err == []

@@ -144,8 +144,10 @@ def test_channel_state_is_immutable():
 def test_no_fading_and_unknown_fading():
     state = ch.init_channel(np.random.default_rng(0), 10, fading="none")
     np.testing.assert_array_equal(state.channel_gain, state.path_gain)
-    with pytest.raises(ValueError, match="fading"):
-        ch.init_channel(np.random.default_rng(0), 10, fading="nakagami")  # type: ignore[arg-type]
+    from airtune.errors import RegistryError
+
+    with pytest.raises(RegistryError, match="unknown fading model 'nakagami'.*rayleigh"):
+        ch.init_channel(np.random.default_rng(0), 10, fading="nakagami")
 
 
 def test_channel_determinism_under_seed():

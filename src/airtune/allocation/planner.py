@@ -184,6 +184,7 @@ class Planner:
     # What the planner exchanges with a strategy (checked by ``airtune validate``):
     directives: ClassVar[frozenset[str]] = frozenset()   # plan.extra kinds it sets for the strategy
     needs_hints: ClassVar[frozenset[str]] = frozenset()  # RoundInputs.hints kinds it cannot plan without
+    uses_scheduler: ClassVar[bool] = True                # reads allocation.scheduler (else a warning)
 
     def __init__(self, options: dict[str, Any] | None, context: PlannerContext) -> None:
         from airtune.strategies.base import parse_options  # late: strategies import torch

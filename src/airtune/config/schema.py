@@ -45,7 +45,7 @@ class DataConfig(_Section):
 
     dataset: Literal["sst2", "qnli"] = F("sst2", "GLUE task to fine-tune on")
     dir: str | None = F(None, "directory with GLUE TSV files; null: $AIRTUNE_DATA_DIR, then Hugging Face datasets")
-    partition: Literal["iid", "dirichlet", "shards"] = F("dirichlet", "how training examples are split across devices")
+    partition: str = F("dirichlet", "how training examples are split across devices: a partitioner name (airtune ls)")
     dirichlet_alpha: float = F(0.5, "Dirichlet concentration of label skew; smaller is more non-IID", gt=0)
     min_partition_size: int = F(10, "minimum examples per device; the Dirichlet split is redrawn until met", ge=0)
     self_balancing: bool = F(False, "Dirichlet: a device already holding N/K examples gets no share of later classes (flwr-datasets)")
@@ -130,7 +130,7 @@ class WirelessConfig(_Section):
     min_distance_m: float = F(10.0, "minimum device distance from the base station in metres", ge=0)
     path_loss_const_db: float = F(128.1, "path loss at 1 km in dB: PL = const + slope * log10(d_km)")
     path_loss_slope_db: float = F(37.6, "path-loss slope in dB per decade; exponent = slope / 10 must exceed 2", gt=20)
-    fading: Literal["rayleigh", "none"] = F("rayleigh", "small-scale fading model")
+    fading: str = F("rayleigh", "small-scale fading model: a fading name (airtune ls), e.g. rayleigh or none")
     noise_psd_dbm_per_hz: float = F(-174.0, "thermal noise power spectral density in dBm/Hz")
     uplink_bandwidth_hz: float = F(10e6, "total uplink bandwidth in Hz", gt=0)
     downlink_bandwidth_hz: float = F(20e6, "total downlink bandwidth in Hz", gt=0)
@@ -198,8 +198,7 @@ class AllocationConfig(_Section):
     """Radio resource allocation: who transmits, with which bandwidth and power."""
 
     name: str = F("equal", "allocator name from the registry, see airtune ls")
-    scheduler: Literal["random", "round_robin", "best_channel"] = F("random", "device scheduling rule")
-    power: Literal["max"] = F("max", "transmit power policy")
+    scheduler: str = F("random", "device scheduling rule: a scheduler name (airtune ls)")
     options: dict[str, Any] = Field(
         default_factory=dict, description="allocator-specific options, validated by the allocator (see airtune ls)"
     )

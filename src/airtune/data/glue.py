@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from airtune.errors import ConfigError, DataError
+from airtune.experiment.seeds import rng as stream
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +330,7 @@ def load_glue(
         train = None if split_dev else read_glue_tsv(root / "train.tsv", spec)
 
     if train is None:  # QNLI without a train file: split dev into pool and test set
-        rng_split = np.random.default_rng([seed, 0])
+        rng_split = stream(seed, "data_split")
         tr_idx, te_idx = stratified_split(test.labels, float(qnli_test_fraction), rng_split)
         log.info(
             "QNLI train.tsv absent: split dev.tsv (%d rows) into a %d-row train pool and a %d-row test set",
@@ -337,8 +338,8 @@ def load_glue(
         )
         train, test = test.subset(tr_idx), test.subset(te_idx)
 
-    train = _subset(train, train_subset, np.random.default_rng([seed, 1]), "data.train_subset")
-    test = _subset(test, test_subset, np.random.default_rng([seed, 2]), "data.test_subset")
+    train = _subset(train, train_subset, stream(seed, "subset", 0), "data.train_subset")
+    test = _subset(test, test_subset, stream(seed, "subset", 1), "data.test_subset")
     return train, test
 
 

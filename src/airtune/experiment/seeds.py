@@ -12,13 +12,23 @@ import numpy as np
 CONCERNS = {
     "init": 1, "topology": 2, "devices": 3, "partition": 4, "channel": 5,
     "schedule": 6, "outage": 7, "batches": 8, "subset": 9, "strategy": 10, "ranks": 11,
+    "data_split": 12, "tsfa_stage1": 13,
 }
+"""Each concern's fixed stream id. Add new concerns with new ids: the existing streams do not
+change (a stream depends only on the seed, its own id and its counters)."""
 
 
 def seed_sequence(seed: int, concern: str, *ids: int) -> np.random.SeedSequence:
+    """``SeedSequence(entropy=seed, spawn_key=(concern id, len(ids), *ids))``.
+
+    The seed is the entropy and the concern and counters the spawn key, so no seed can alias
+    another concern; the number of counters is part of the key, because NumPy pads short keys
+    with zeros (``[a, b]`` and ``[a, b, 0]`` would otherwise give the same stream).
+    """
     if concern not in CONCERNS:
         raise KeyError(f"unknown RNG concern '{concern}'; known: {sorted(CONCERNS)}")
-    return np.random.SeedSequence([int(seed), CONCERNS[concern], *map(int, ids)])
+    counters = tuple(int(i) for i in ids)
+    return np.random.SeedSequence(int(seed), spawn_key=(CONCERNS[concern], len(counters), *counters))
 
 
 def rng(seed: int, concern: str, *ids: int) -> np.random.Generator:

@@ -97,11 +97,6 @@ def attach_trainable(cfg: Config, spec: ModelSpec, model: nn.Module, strategy: S
     return model
 
 
-def build_model(cfg: Config, spec: ModelSpec, strategy: Strategy, num_classes: int,
-                ranks: np.ndarray | None = None) -> nn.Module:
-    return attach_trainable(cfg, spec, load_base_model(cfg, spec, num_classes), strategy, ranks)
-
-
 def build_device_ranks(cfg: Config, devices: DeviceProfiles) -> np.ndarray:
     """Every device's LoRA rank (``lora.device_ranks``), logged per device."""
     lo = cfg.lora

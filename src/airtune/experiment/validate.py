@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from airtune.config import Config
 from airtune.errors import ConfigError, RegistryError
-from airtune.registry import ALLOCATORS, STRATEGIES
+from airtune.registry import ALL, ALLOCATORS, FADING, PARTITIONERS, SCHEDULERS, STRATEGIES
 
 
 def registry_errors(cfg: Config) -> list[str]:
     """One line per problem: unknown strategy or allocator, invalid strategy options."""
+    try:  # built-ins and plugins first: a plugin that fails to load is the one error to report
+        for reg in ALL.values():
+            reg.names()
+    except RegistryError as exc:
+        return [str(exc)]
     errors: list[str] = []
     try:
         strategy = STRATEGIES.get(cfg.strategy.name)
@@ -25,6 +30,11 @@ def registry_errors(cfg: Config) -> list[str]:
                       f"fix: choose one of {', '.join(STRATEGIES.names())}")
     except ConfigError as exc:
         errors.extend(str(exc).splitlines())
+    for field, value, registry in (("data.partition", cfg.data.partition, PARTITIONERS),
+                                   ("allocation.scheduler", cfg.allocation.scheduler, SCHEDULERS),
+                                   ("wireless.fading", cfg.wireless.fading, FADING)):
+        if value not in registry:
+            errors.append(f"{field} = '{value}': unknown {registry.kind}; fix: choose one of {', '.join(registry.names())}")
     if cfg.allocation.name not in ALLOCATORS:
         errors.append(f"allocation.name = '{cfg.allocation.name}': unknown allocator; "
                       f"fix: choose one of {', '.join(ALLOCATORS.names())}")
@@ -108,3 +118,22 @@ def preflight(cfg: Config) -> None:
 
     if cfg.data.dir or os.environ.get(ENV_DATA_DIR) or not datasets_importable():
         resolve_data_dir(cfg.data.dir)
+
+
+def ignored_settings(cfg: Config) -> list[str]:
+    """Settings that differ from their default but that the chosen components do not read (one
+    line each; ``airtune validate`` prints them as warnings, ``airtune run`` logs them)."""
+    from airtune.config.schema import AllocationConfig, LoraConfig
+
+    out: list[str] = []
+    if cfg.allocation.name in ALLOCATORS:
+        planner = ALLOCATORS.get(cfg.allocation.name)
+        if not getattr(planner, "uses_scheduler", True) and cfg.allocation.scheduler != AllocationConfig().scheduler:
+            out.append(f"allocation.scheduler = '{cfg.allocation.scheduler}' is ignored: allocation.name = "
+                       f"'{cfg.allocation.name}' chooses the devices itself")
+    if cfg.strategy.name in STRATEGIES:
+        strategy = STRATEGIES.get(cfg.strategy.name)
+        if not getattr(strategy, "uses_lora_rank", True) and cfg.lora.rank != LoraConfig().rank:
+            out.append(f"lora.rank = {cfg.lora.rank} is ignored by strategy.name = '{cfg.strategy.name}' "
+                       "(no adapters, or ranks from its strategy.options)")
+    return out

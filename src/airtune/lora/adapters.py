@@ -276,10 +276,3 @@ def save_adapter_state(model: nn.Module, state: dict[str, torch.Tensor], rank: i
     cfg.save_pretrained(str(out_dir))
     save_file({k: v.detach().contiguous() for k, v in state.items()},
               str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
-
-
-def load_adapter(base: nn.Module, adapter_dir: Path) -> nn.Module:
-    """Load a saved adapter onto a base model (PEFT's ``PeftModel.from_pretrained``)."""
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(base, str(adapter_dir))

@@ -101,6 +101,7 @@ class Strategy:
     accepts_directives: ClassVar[frozenset[str]] = frozenset()   # plan.extra kinds it reads
     requires_directives: ClassVar[frozenset[str]] = frozenset()  # plan.extra kinds it cannot run without
     provides_hints: ClassVar[frozenset[str]] = frozenset()       # RoundInputs.hints kinds it supplies
+    uses_lora_rank: ClassVar[bool] = True                        # reads lora.rank (else a warning)
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, options: dict[str, Any] | None = None, context: StrategyContext | None = None) -> None:

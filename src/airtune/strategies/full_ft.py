@@ -20,6 +20,7 @@ class FullFineTuning(Strategy):
 
     name = "full_ft"
     uses_lora = False
+    uses_lora_rank = False   # no adapters
 
     def aggregate(self, rnd: int, server: ServerState, updates: list[ClientUpdate],
                   delivered: set[int]) -> tuple[ServerState, dict[str, Any]]:

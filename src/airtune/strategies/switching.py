@@ -103,6 +103,7 @@ class ModelSwitching(Strategy):
     accepts_directives = frozenset({"modules"})
     requires_directives = frozenset({"modules"})
     provides_hints = frozenset({"modules"})
+    uses_lora_rank = False   # module ranks come from strategy.options
     """M LoRA modules of configurable ranks; devices train the module(s) the planner subscribes them to."""
 
     name = "model_switching"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -37,7 +36,7 @@ __all__ = [
     "step_channel",
 ]
 
-FadingModel = Literal["rayleigh", "none"]
+FadingModel = str  # a name in the FADING registry: "rayleigh", "none", or a plugin's
 
 
 # --------------------------------------------------------------------------- path loss
@@ -182,11 +181,10 @@ def rayleigh_fading(rng: np.random.Generator, num_devices: int) -> np.ndarray:
 
 
 def _draw_fading(rng: np.random.Generator, num_devices: int, fading: FadingModel) -> np.ndarray:
-    if fading == "rayleigh":
-        return rayleigh_fading(rng, num_devices)
-    if fading == "none":
-        return np.ones(int(num_devices))
-    raise ValueError(f"fading={fading!r} is unknown: use 'rayleigh' or 'none'")
+    """The round's fading power gains from the registered model ``fading`` (``wireless/fading.py``)."""
+    from airtune.registry import FADING
+
+    return np.asarray(FADING.get(fading)(rng, int(num_devices)), dtype=float)
 
 
 def _frozen(x: ArrayLike) -> np.ndarray:

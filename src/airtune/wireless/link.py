@@ -98,7 +98,7 @@ class LinkModel:
     path_gain_at_1m: float
     interferer_density_per_m2: float
     interferer_power_w: float
-    rayleigh: bool                   # small-scale fading of the devices' links
+    fading: str                      # small-scale fading model of the devices' links (FADING registry)
     interference_scale_w: float = 0.0
     interference_margin_w: float = 0.0
 
@@ -116,6 +116,11 @@ class LinkModel:
         object.__setattr__(self, "interference_margin_w", margin)
 
     # ------------------------------------------------------------------------ what planners use
+    @property
+    def rayleigh(self) -> bool:
+        """Rayleigh fading on the devices' links (the PPP closed form assumes it)."""
+        return self.fading == "rayleigh"
+
     @property
     def delta(self) -> float:
         return stable_index(self.path_loss_exponent)
@@ -229,4 +234,4 @@ def link_from_config(w) -> LinkModel:
         target_outage=float(w.target_outage), path_loss_exponent=float(path_loss_exponent_from_slope(w.path_loss_slope_db)),
         path_gain_at_1m=float(path_gain_at_1m_from_db(w.path_loss_const_db, w.path_loss_slope_db)),
         interferer_density_per_m2=float(w.interferer_density_per_m2),
-        interferer_power_w=float(dbm_to_w(w.interferer_power_dbm)), rayleigh=w.fading == "rayleigh")
+        interferer_power_w=float(dbm_to_w(w.interferer_power_dbm)), fading=w.fading)

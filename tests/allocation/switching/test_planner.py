@@ -257,3 +257,11 @@ def test_fast_settings_give_the_paper_settings_plan_to_solver_precision():
     assert fast.num_selected == paper.num_selected
     assert fast.objective == pytest.approx(paper.objective, rel=2e-3)
     assert fast.extra["switching_iterations"] < paper.extra["switching_iterations"]
+
+
+def test_inner_solver_convergence_reaches_the_plan():
+    ctx = context()
+    plan = SwitchingPlanner({"V": 100.0}, ctx).plan(inputs(ctx))
+    inner = plan.extra["inner_converged"]
+    assert set(inner) == {"switching", "bandwidth", "power"}
+    assert plan.converged == (plan.extra["stop"] == "converged" and all(inner.values()))

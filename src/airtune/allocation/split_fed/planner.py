@@ -65,6 +65,7 @@ class LyapunovPlanner(Planner):
     """Online scheduling + bandwidth allocation with energy virtual queues (papers.md §1.6 [R])."""
 
     Options = LyapunovOptions
+    uses_scheduler = False   # it chooses the devices itself
 
     def __init__(self, options: dict[str, Any] | None, context) -> None:
         super().__init__(options, context)

@@ -228,6 +228,7 @@ class SwitchingPlanner(Planner):
 
     Options = SwitchingPlannerOptions
     directives = frozenset({"modules"})
+    uses_scheduler = False   # it chooses the devices itself
 
     def __init__(self, options: dict[str, Any] | None, context: PlannerContext) -> None:
         super().__init__(options, context)
@@ -334,13 +335,15 @@ class SwitchingPlanner(Planner):
             x = res.x
             sel = x.any(axis=1)
             # (2) bandwidth, (3) power
-            b = np.zeros(K)
+            b, bw_ok = np.zeros(K), True
             if sel.any():
-                b = bandwidth_for_switching(x, S, w_e, p, h, radio.n0, B, time_budget_s=budget_up,
-                                            min_bandwidth_hz=np.full(K, o.min_bandwidth_fraction * B / n_max),
-                                            search=o.bandwidth_search, **radio.solver_kwargs()).bandwidth_hz
-            p_new = self._power(x, S, b, inputs, w_e, V, risk, budget_up) if o.power == "adaptive" \
-                else p_max.copy()
+                tiers = bandwidth_for_switching(x, S, w_e, p, h, radio.n0, B, time_budget_s=budget_up,
+                                                min_bandwidth_hz=np.full(K, o.min_bandwidth_fraction * B / n_max),
+                                                search=o.bandwidth_search, **radio.solver_kwargs())
+                b, bw_ok = tiers.bandwidth_hz, bool(tiers.converged)
+            p_new, pw_ok = self._power(x, S, b, inputs, w_e, V, risk, budget_up) if o.power == "adaptive" \
+                else (p_max.copy(), True)
+            inner = {"switching": bool(res.converged), "bandwidth": bw_ok, "power": pw_ok}
             j, _ = round_objective(x, b, np.where(sel, p_new, 0.0), S, inputs, radio, w_e, H, V, risk)
             trace.append(j)
             if j_prev is not None and abs(j - j_prev) <= o.tol * (1.0 + abs(j_prev)):
@@ -348,13 +351,13 @@ class SwitchingPlanner(Planner):
             elif best is not None and j > best[0] + o.tol * (1.0 + abs(best[0])):
                 stop = "no_descent"  # the linearised switching step left the best point: a cycle
             if best is None or j < best[0]:
-                best = (j, x.copy(), b.copy(), p_new.copy(), res)
+                best = (j, x.copy(), b.copy(), p_new.copy(), res, inner)
             if stop != "max_outer":
                 break
             p, b_est = np.where(sel, p_new, p_max), np.where(sel, b, B / n_max)
             j_prev = j
-        j, x, b, p, res = best
-        converged = stop == "converged"
+        j, x, b, p, res, inner = best
+        converged = stop == "converged" and all(inner.values())   # the outer loop and the best iterate's solvers
         self.mu = np.asarray(res.mu, float).copy()
         sel = x.any(axis=1)
         module = modules_from_assignment(x)
@@ -362,7 +365,7 @@ class SwitchingPlanner(Planner):
             selected=sel, bandwidth_hz=np.where(sel, b, 0.0), power_w=np.where(sel, p, 0.0), objective=j,
             converged=converged, iterations=len(trace),
             message=f"{_STOP_MESSAGES[stop]} after {len(trace)} outer iterations",
-            extra={"stop": stop, "modules": module, "module_ranks": [int(r) for r in ranks], "mu": self.mu.copy(),
+            extra={"stop": stop, "inner_converged": inner, "modules": module, "module_ranks": [int(r) for r in ranks], "mu": self.mu.copy(),
                    "switching_iterations": sw_iters, "objective_trace": trace, "switching_gap": res.gap,
                    "eligible_devices": int(eligible.any(axis=1).sum())})
 
@@ -400,12 +403,12 @@ class SwitchingPlanner(Planner):
                                  tol=self.options.dual_tol, patience=self.options.dual_patience)
         return res.module
 
-    def _power(self, x, S, b, inputs, w_e, V, risk: _Risk, budget_up) -> np.ndarray:
+    def _power(self, x, S, b, inputs, w_e, V, risk: _Risk, budget_up) -> tuple[np.ndarray, bool]:
         o, c, radio = self.options, self.context, self.radio
         sel = x.any(axis=1)
         p_max = np.asarray(c.max_power_w, float) * np.ones(len(sel))
         if not sel.any():
-            return p_max
+            return p_max, True
         succ = radio.success(inputs.distance_m, p_max, b, inputs.channel_gain)
         w_q = risk.outage_weight(x, succ) if radio.ppp else np.zeros(len(sel))  # else success is power-free
         prob = PowerProblem(
@@ -415,9 +418,10 @@ class SwitchingPlanner(Planner):
             interferer_density_per_m2=radio.density, interferer_power_w=radio.p_int,
             min_power_w=o.min_power_fraction * p_max, risk_weight=w_q, rate_model=radio.rate_model,
             channel_gain=inputs.channel_gain, interference_w=radio.interference_w, time_budget_s=budget_up)
-        p = solve_power(prob, grid_points=o.power_grid_points).power_w
+        sol = solve_power(prob, grid_points=o.power_grid_points)
+        p = sol.power_w
         flat = (w_e <= 0) & (V * w_q <= 0)  # nothing to trade: transmit at full power
-        return np.where(sel & ~flat, p, p_max)
+        return np.where(sel & ~flat, p, p_max), bool(sol.converged)
 
     # ---------------------------------------------------------------------------------- observe
     def observe(self, inputs: RoundInputs, plan: Allocation, outcome: RoundOutcome) -> dict[str, Any]:

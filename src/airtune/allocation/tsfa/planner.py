@@ -37,7 +37,8 @@ from airtune.allocation.result import Allocation
 from airtune.allocation.tsfa.rank import RankBoundCoeffs, RankChoice, choose_rank
 from airtune.allocation.tsfa.solver import solve_tsfa_round, step_latency_queue
 from airtune.errors import ConfigError
-from airtune.registry import ALLOCATORS, SCHEDULERS
+from airtune.experiment.seeds import rng as stream
+from airtune.registry import ALLOCATORS, FADING, SCHEDULERS
 
 log = logging.getLogger("airtune")
 
@@ -96,10 +97,10 @@ class TSFAPlanner(Planner):
             raise ConfigError("allocation.name = 'tsfa' needs LoRA (payload of rank components); "
                               "fix: use a LoRA strategy such as strategy.name=soft")
         K, n = c.num_devices, max(1, min(c.devices_per_round, c.num_devices))
-        rng = np.random.default_rng([c.seed, 0x75FA])
+        rng = stream(c.seed, "tsfa_stage1")
         beta = c.link.mean_gain(inputs.distance_m)                                     # (K,)
         picks = np.stack([rng.choice(K, size=n, replace=False) for _ in range(o.stage1_samples)])
-        fading = rng.exponential(1.0, picks.shape) if c.link.rayleigh else np.ones(picks.shape)
+        fading = np.asarray(FADING.get(c.link.fading)(rng, picks.size), float).reshape(picks.shape)
         gains = beta[picks] * fading                                                    # (N, n)
         sel = np.zeros(K, bool)
         sel[:n] = True  # only the count matters for the downlink share
