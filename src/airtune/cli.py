@@ -1,4 +1,4 @@
-"""Command line: ``airtune run | validate | ls | report``.
+"""Command line: ``airtune run | validate | ls | report | sweep``.
 
 Errors a user can fix are printed on one line each (``error: ...``) with exit status 2.
 """
@@ -94,9 +94,44 @@ def cmd_ls(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(ns: argparse.Namespace) -> int:
+    from airtune.sweep.run import run_sweep
+
+    slurm = {}
+    for item in ns.slurm or []:
+        if "=" not in item:
+            print(f"error: --slurm '{item}' is not KEY=VALUE; fix: e.g. --slurm partition=gpu", file=sys.stderr)
+            return 2
+        key, value = item.split("=", 1)
+        slurm[key] = value
+
+    def show(run_id: str, entry: dict) -> None:
+        extra = f": {entry['error']}" if entry.get("error") else ""
+        print(f"{entry['status']}: {run_id}{extra}", flush=True)
+
+    manifest = run_sweep(ns.spec, ns.out, workers=ns.workers, executor=ns.executor, slurm=slurm, on_update=show)
+    runs = manifest["runs"].values()
+    failed = [e for e in runs if e.get("status") == "failed"]
+    done = sum(e.get("status") == "done" for e in runs)
+    print(f"sweep {manifest['name']}: {done} of {len(manifest['runs'])} runs done, {len(failed)} failed")
+    return 1 if failed else 0
+
+
 def cmd_report(ns: argparse.Namespace) -> int:
     from airtune.report import make_report
+    from airtune.report.sweep_stats import is_sweep_dir, sweep_report
 
+    if len(ns.run_dirs) == 1 and is_sweep_dir(ns.run_dirs[0]):
+        out = Path(ns.out) if ns.out else Path(ns.run_dirs[0]) / "report"
+        res = sweep_report(ns.run_dirs[0], out, target_accuracy=ns.target_accuracy, last_k=ns.last_k,
+                           reference=ns.reference)
+        print(res["table"])
+        print()
+        print(res["paired"])
+        print(f"report: {res['report']}")
+        for p in res["plots"]:
+            print(f"plot: {p}")
+        return 0
     out = Path(ns.out) if ns.out else Path(ns.run_dirs[0]) / "report"
     result = make_report([Path(d) for d in ns.run_dirs], out, target_accuracy=ns.target_accuracy,
                          metrics=ns.metric or (), sweep=ns.sweep, series=ns.series)
@@ -132,7 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
                           "(e.g. num_devices)")
     rep.add_argument("--series", metavar="CONFIG_KEY", default="strategy.name",
                      help="config key whose values are the lines of --sweep (default strategy.name)")
+    rep.add_argument("--last-k", type=int, default=3, help="sweep report: evaluations averaged at the end (default 3)")
+    rep.add_argument("--reference", metavar="SCHEME", help="sweep report: scheme the others are compared with "
+                                                          "(default the spec's first)")
     rep.set_defaults(func=cmd_report)
+    sw = sub.add_parser("sweep", help="run a sweep spec: schemes x grid x seeds, resumable (airtune/sweep)")
+    sw.add_argument("spec", help="sweep YAML (see src/airtune/sweep/spec.py and configs/sweeps/)")
+    sw.add_argument("--out", help="sweep folder (default sweeps/<name>); rerun the same command to resume")
+    sw.add_argument("--workers", type=int, help="parallel worker processes (default: the spec's)")
+    sw.add_argument("--executor", default="processes", help="processes (default), submitit-local or slurm")
+    sw.add_argument("--slurm", action="append", metavar="KEY=VALUE",
+                    help="submitit SLURM parameter (repeatable), e.g. partition=gpu, timeout_min=600")
+    sw.set_defaults(func=cmd_sweep)
     return parser
 
 

@@ -65,7 +65,13 @@ def load_tokenizer(spec: ModelSpec):
     from transformers import AutoTokenizer
 
     _offline_env(spec)
-    return AutoTokenizer.from_pretrained(spec.path)
+    try:
+        return AutoTokenizer.from_pretrained(spec.path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"model.name = '{spec.name}': could not load its tokenizer ({exc.__class__.__name__}); "
+            "fix: use 'minilm-l6' offline, a local model directory, or a hub id where the hub is reachable"
+        ) from exc
 
 
 def load_classifier(spec: ModelSpec, num_labels: int):
