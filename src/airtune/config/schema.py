@@ -121,6 +121,9 @@ class TrainConfig(_Section):
         1.0, gt=0, examples=[1.0], description="gradient clipping norm; null: no clipping"
     )
     num_threads: int = F(2, "torch CPU threads for local training", ge=1)
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+                        description="torch device of training and evaluation: auto (a GPU when present), cpu, "
+                                    "cuda, cuda:N or mps")
 
 
 class WirelessConfig(_Section):

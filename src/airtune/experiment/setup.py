@@ -23,6 +23,7 @@ from airtune.models.profile import profile_model
 from airtune.models.zoo import ModelSpec, load_classifier, load_tokenizer, resolve_model
 from airtune.registry import PARTITIONERS, STRATEGIES
 from airtune.strategies.base import Strategy, StrategyContext
+from airtune.training.device import resolve_device
 from airtune.wireless.channel import ChannelState, init_channel
 from airtune.wireless.devices import DeviceProfiles, sample_device_profiles
 from airtune.wireless.link import LinkModel, link_from_config
@@ -148,7 +149,10 @@ def build(cfg: Config) -> Setup:
                if ranks is not None else None)
     strategy = strategy_cls(cfg.strategy.options, context=context)
     model = attach_trainable(cfg, spec, model, strategy, ranks)
-    state = trainable_state(model)
+    device, why = resolve_device(cfg.train.device)
+    log.info("training device %s (%s)", device, why)
+    model = model.to(device)
+    state = {k: v.cpu() for k, v in trainable_state(model).items()}
     heads = (set(head_keys(state)) if strategy.uses_lora
              else {k for k in state if any(k.startswith(h + ".") for h in spec.head_modules)})
     return Setup(cfg, spec, model, strategy, state, heads, train, test, parts, counts, channel, devices, flops,

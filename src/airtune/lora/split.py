@@ -75,7 +75,7 @@ class Uplink:
 
 def pack(hidden: Tensor, lengths: Tensor) -> Tensor:
     """``(N, L, H)`` right-padded -> ``(T, H)`` real tokens, example after example."""
-    mask = torch.arange(hidden.shape[1])[None, :] < lengths[:, None].to(torch.long)
+    mask = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < lengths[:, None].to(torch.long)
     return hidden[mask]
 
 
@@ -83,7 +83,7 @@ def unpack(packed: Tensor, lengths: Tensor) -> Tensor:
     """``(T, H)`` -> ``(N, L, H)`` with zeros at the padding, :math:`L = \\max_i \\ell_i`."""
     lengths = lengths.to(torch.long)
     width = int(lengths.max())
-    mask = torch.arange(width)[None, :] < lengths[:, None]
+    mask = torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
     out = packed.new_zeros(lengths.shape[0], width, packed.shape[-1])
     out[mask] = packed
     return out
@@ -91,7 +91,7 @@ def unpack(packed: Tensor, lengths: Tensor) -> Tensor:
 
 def length_mask(lengths: Tensor, width: int) -> Tensor:
     """``(N, width)`` int64 attention mask of right-padded rows (1 on real tokens)."""
-    return (torch.arange(width)[None, :] < lengths.to(torch.long)[:, None]).to(torch.long)
+    return (torch.arange(width, device=lengths.device)[None, :] < lengths.to(torch.long)[:, None]).to(torch.long)
 
 
 def masked_mean(hidden: Tensor, attention_mask: Tensor) -> Tensor:

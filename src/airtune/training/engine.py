@@ -28,6 +28,7 @@ from airtune.lora.adapters import (
     trainable_state,
     use_adapter,
 )
+from airtune.training.device import to_device
 from airtune.training.local import OptimConfig, make_optimizer, train_steps
 
 
@@ -125,7 +126,7 @@ class Engine:
         if missing:
             raise KeyError(f"base_delta for layers without a saved base weight: {sorted(missing)[:3]}")
         delta = delta or {}
-        set_base_weights(self.model, {p: w0 + delta[p].to(w0.dtype) if p in delta else w0
+        set_base_weights(self.model, {p: w0 + delta[p].to(w0.device, w0.dtype) if p in delta else w0
                                       for p, w0 in self._base0.items()})
         self._delta = delta or None
 
@@ -135,7 +136,8 @@ class Engine:
         rng = np.random.default_rng(task.seed)
         torch.manual_seed(task.seed)  # dropout
         idx = self.partitions[task.device]
-        batches = device_batches(self.data, idx, task.steps, self.batch_size, rng)
+        dev = next(self.model.parameters()).device
+        batches = (to_device(b, dev) for b in device_batches(self.data, idx, task.steps, self.batch_size, rng))
         info = dict(task.info)
         if info.get("loop") == "split":
             losses, traffic = self._run_split(task, params, batches)
@@ -143,7 +145,8 @@ class Engine:
         else:
             opt = make_optimizer(params, self.optim, lambda k: k in self.head_keys)
             losses = train_steps(self.model, batches, opt, self.optim, task.extra_loss)
-        return ClientUpdate(task.device, trainable_state(self.model), len(idx), float(np.mean(losses)), info)
+        state = {k: v.cpu() for k, v in trainable_state(self.model).items()}   # server state lives on the CPU
+        return ClientUpdate(task.device, state, len(idx), float(np.mean(losses)), info)
 
     def _run_split(self, task: ClientTask, params, batches):
         """Split federated LoRA: head optimiser on the device, LoRA optimiser on the server."""

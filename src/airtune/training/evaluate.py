@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from airtune.data.cache import TokenizedDataset, collate
+from airtune.training.device import to_device
 from airtune.training.local import precision_context
 
 
@@ -22,13 +23,14 @@ def predict_logits(model: nn.Module, data: TokenizedDataset, batch_size: int = 1
                    precision: str = "fp32") -> torch.Tensor:
     """Logits (N, C) of every example, in dataset order."""
     model.eval()
+    device = next(model.parameters()).device
     order = np.argsort(data.lengths.numpy(), kind="stable")
     out: torch.Tensor | None = None
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        batch = collate(data, idx)
-        with precision_context(precision):
-            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
+        batch = to_device(collate(data, idx), device)
+        with precision_context(precision, device.type):
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float().cpu()
         if out is None:
             out = torch.empty(len(order), logits.shape[-1])
         out[torch.as_tensor(idx)] = logits

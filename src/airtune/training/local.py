@@ -25,11 +25,15 @@ class OptimConfig:
     precision: str = "fp32"
 
 
-def precision_context(precision: str):
-    """bf16 autocast on CPU (AVX-512-BF16) or a no-op for fp32."""
+def precision_context(precision: str, device_type: str = "cpu"):
+    """bf16 autocast on the training device (CPU: AVX-512-BF16; CUDA) or a no-op for fp32."""
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def _device_type(model: nn.Module) -> str:
+    return next(model.parameters()).device.type
 
 
 def make_optimizer(params: dict[str, nn.Parameter], cfg: OptimConfig, is_head: Callable[[str], bool]):
@@ -59,7 +63,7 @@ def train_steps(
     params = [p for g in optimizer.param_groups for p in g["params"]]
     for batch in batches:
         optimizer.zero_grad(set_to_none=True)
-        with precision_context(cfg.precision):
+        with precision_context(cfg.precision, _device_type(model)):
             out = model(**batch)
             loss = out.loss
         if extra_loss is not None:

@@ -82,16 +82,17 @@ def split_train_steps(
     srv_params = [p for g in server_opt.param_groups for p in g["params"]]
     traffic = LinkTraffic()
     losses: list[float] = []
+    device_type = srv_params[0].device.type if srv_params else "cpu"
     for batch in batches:
         device_opt.zero_grad(set_to_none=True)
         server_opt.zero_grad(set_to_none=True)
-        with precision_context(cfg.precision):
+        with precision_context(cfg.precision, device_type):
             up = device.embed(batch)                                   # step 1
         traffic.up(up.embeddings, up.lengths)
-        with precision_context(cfg.precision):
+        with precision_context(cfg.precision, device_type):
             features = server.forward(up)                              # step 2
         traffic.down(features)
-        with precision_context(cfg.precision):
+        with precision_context(cfg.precision, device_type):
             loss, leaf = device.loss(features, up.lengths, batch["labels"])   # step 3
         loss.backward()
         traffic.up(leaf.grad)

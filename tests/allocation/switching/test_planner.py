@@ -265,3 +265,24 @@ def test_inner_solver_convergence_reaches_the_plan():
     inner = plan.extra["inner_converged"]
     assert set(inner) == {"switching", "bandwidth", "power"}
     assert plan.converged == (plan.extra["stop"] == "converged" and all(inner.values()))
+
+
+@pytest.mark.parametrize("switching", ["dual_ascent", "one_shot"])
+def test_plan_does_not_change_the_planner_state_observe_commits_it(switching):
+    ctx = context()
+    pl = SwitchingPlanner({"switching": switching}, ctx)
+
+    def state():
+        return {k: (None if v is None else np.array(v, copy=True)) for k, v in pl.state_dict().items()}
+
+    for rnd in range(3):
+        before = state()
+        plan, again = pl.plan(inputs(ctx, rnd)), pl.plan(inputs(ctx, rnd))
+        after = state()
+        assert before.keys() == after.keys()
+        assert all((b is None and a is None) or np.array_equal(b, a) for b, a in zip(before.values(), after.values()))
+        np.testing.assert_array_equal(plan.extra["modules"], again.extra["modules"])   # same state, same plan
+        pl.observe(inputs(ctx, rnd), plan, outcome(plan, 1.0))
+        assert pl.budget_j is not None and np.array_equal(pl.mu, plan.extra["mu"])
+        if switching == "one_shot":
+            np.testing.assert_array_equal(pl.kept, plan.extra["kept"])

@@ -294,13 +294,14 @@ class SwitchingPlanner(Planner):
         ranks, S = self.modules(inputs)
         K, M, B, n_max = c.num_devices, len(ranks), float(c.total_bandwidth_hz), self._n_max()
         p_max, h, dist = np.asarray(c.max_power_w, float) * np.ones(K), inputs.channel_gain, inputs.distance_m
-        if self.budget_j is None:
-            self.budget_j = (np.full(K, o.energy_budget_j) if o.energy_budget_j is not None else
-                             o.energy_budget_ratio * (n_max / K) * np.asarray(inputs.compute_energy_j, float))
-        if self.module_samples is None:
-            self.module_samples = np.zeros(M)
+        # plan() reads the state and returns what it decides; observe() commits it (no mutation here)
+        budget = self.budget_j if self.budget_j is not None else (
+            np.full(K, o.energy_budget_j) if o.energy_budget_j is not None else
+            o.energy_budget_ratio * (n_max / K) * np.asarray(inputs.compute_energy_j, float))
+        module_samples = self.module_samples if self.module_samples is not None else np.zeros(M)
+        kept = self.kept
         D, V = np.asarray(c.data_sizes, float), float(o.V)
-        risk = _Risk(o.risk, self._coefficients(), D, ranks, self.module_samples)
+        risk = _Risk(o.risk, self._coefficients(), D, ranks, module_samples)
         w_e, H = self._energy_weight(), self.participation_queue
         # upload time budget Delta_k: the deadline less compute, server and downlink time (these at
         # N = n_max, the smallest shares: our choice, conservative when fewer take part)
@@ -330,7 +331,7 @@ class SwitchingPlanner(Planner):
             cost = switching_costs(d_g, np.where(np.isfinite(e_km), e_km, 1e300), w_e, V, H)
             if it == 1:
                 capacity = self._capacity(risk, succ, eligible, B, n_max)
-            res = self._switch(cost, resource, capacity, eligible, risk, succ)
+            res, kept = self._switch(cost, resource, capacity, eligible, risk, succ, kept)
             sw_iters += res.iterations
             x = res.x
             sel = x.any(axis=1)
@@ -358,14 +359,15 @@ class SwitchingPlanner(Planner):
             j_prev = j
         j, x, b, p, res, inner = best
         converged = stop == "converged" and all(inner.values())   # the outer loop and the best iterate's solvers
-        self.mu = np.asarray(res.mu, float).copy()
+        mu = np.asarray(res.mu, float).copy()
         sel = x.any(axis=1)
         module = modules_from_assignment(x)
         return Allocation(
             selected=sel, bandwidth_hz=np.where(sel, b, 0.0), power_w=np.where(sel, p, 0.0), objective=j,
             converged=converged, iterations=len(trace),
             message=f"{_STOP_MESSAGES[stop]} after {len(trace)} outer iterations",
-            extra={"stop": stop, "inner_converged": inner, "modules": module, "module_ranks": [int(r) for r in ranks], "mu": self.mu.copy(),
+            extra={"stop": stop, "inner_converged": inner, "modules": module, "module_ranks": [int(r) for r in ranks], "mu": mu,
+                   "budget_j": budget.copy(), "kept": None if kept is None else kept.copy(),
                    "switching_iterations": sw_iters, "objective_trace": trace, "switching_gap": res.gap,
                    "eligible_devices": int(eligible.any(axis=1).sum())})
 
@@ -379,16 +381,17 @@ class SwitchingPlanner(Planner):
         mean_eff = float(np.mean((succ * risk.d)[part])) if part.any() else 0.0
         return ensemble_module_quotas(n, mean_eff, risk.r, risk.p, risk.coef) * (B / n_max)
 
-    def _switch(self, cost, resource, capacity, eligible, risk: _Risk, succ):
+    def _switch(self, cost, resource, capacity, eligible, risk: _Risk, succ, kept):
+        """The switching step and the one-shot baseline's kept modules (decided once, then kept)."""
         o = self.options
         if o.switching == "greedy":
-            return switch_greedy(cost, resource, capacity, eligible)
+            return switch_greedy(cost, resource, capacity, eligible), kept
         if o.switching == "one_shot":
-            if self.kept is None:  # decided once, for every device, then kept for ever
-                self.kept = self._one_shot_modules(cost, eligible, risk, succ)
-            return switch_one_shot(self.kept, cost, resource, capacity, eligible, participate="if_beneficial")[0]
+            if kept is None:  # decided once, for every device, then kept for ever
+                kept = self._one_shot_modules(cost, eligible, risk, succ)
+            return switch_one_shot(kept, cost, resource, capacity, eligible, participate="if_beneficial")[0], kept
         return switch_dual_ascent(cost, resource, capacity, eligible, max_iter=o.dual_max_iter, tol=o.dual_tol,
-                                  patience=o.dual_patience)
+                                  patience=o.dual_patience), kept
 
     def _one_shot_modules(self, cost, eligible, risk: _Risk, succ) -> np.ndarray:
         """Round 0 of ``one_shot``: a module for every eligible device (dual ascent with the
@@ -427,6 +430,13 @@ class SwitchingPlanner(Planner):
     def observe(self, inputs: RoundInputs, plan: Allocation, outcome: RoundOutcome) -> dict[str, Any]:
         energy = np.asarray(outcome.energy_j, float)
         x = assignment_from_modules(plan.extra["modules"], len(plan.extra["module_ranks"]))
+        if self.budget_j is None:          # commit what plan() decided
+            self.budget_j = np.asarray(plan.extra["budget_j"], float).copy()
+        if self.kept is None and plan.extra.get("kept") is not None:
+            self.kept = np.asarray(plan.extra["kept"], int).copy()
+        if self.module_samples is None:
+            self.module_samples = np.zeros(len(plan.extra["module_ranks"]))
+        self.mu = np.asarray(plan.extra["mu"], float).copy()
         if self.options.energy_constraints:
             self.energy_queue = np.maximum(self.energy_queue + energy - self.budget_j, 0.0)
         self.participation_queue = step_participation_queues(self.participation_queue, x, self._rho())
