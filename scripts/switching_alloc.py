@@ -26,7 +26,8 @@ import numpy as np  # noqa: E402
 
 from airtune.allocation.planner import PlannerContext, RoundInputs, RoundOutcome  # noqa: E402
 from airtune.allocation.switching.bandwidth_tiers import bandwidth_for_switching  # noqa: E402
-from airtune.allocation.switching.planner import SwitchingPlanner, module_payload_bits  # noqa: E402
+from airtune.allocation.switching.objective import module_payload_bits  # noqa: E402
+from airtune.allocation.switching.planner import SwitchingPlanner  # noqa: E402
 from airtune.config.schema import WirelessConfig  # noqa: E402
 from airtune.wireless.channel import shannon_rate_bps  # noqa: E402
 from airtune.wireless.link import link_from_config  # noqa: E402

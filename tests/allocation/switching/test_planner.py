@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from airtune.allocation.planner import PlannerContext, RoundInputs, RoundOutcome, make_planner
-from airtune.allocation.switching.planner import SwitchingPlanner, module_payload_bits, outage_weight
+from airtune.allocation.switching.objective import module_payload_bits, outage_weight
+from airtune.allocation.switching.planner import SwitchingPlanner
 from airtune.allocation.switching.risk import RiskCoefficients, risk_gap_bound
 from airtune.allocation.switching.risk_ensemble import (
     ensemble_module_quotas,

@@ -8,7 +8,7 @@ Each round the planner minimises the drift-plus-penalty objective [neely2010lyap
         + \sum_{k\ \rm active}(Q_k+\eta)\,E_k(x,b,p) - \sum_{k\ \rm active} H_k,
     \qquad E_k = E^{\rm cp}_k + p_k\,\frac{S_{m(k)}}{R_k(b_k,p_k)}
 
-(:func:`round_objective`; :math:`\mathcal G` the [R] risk-gap bound of
+(:func:`~airtune.allocation.switching.objective.round_objective`; :math:`\mathcal G` the [R] risk-gap bound of
 :mod:`airtune.allocation.switching.risk`, :math:`q_k` the outage of the run's link and :math:`R_k` the
 rate it charges (``wireless/link.py``: fixed rate :math:`b\log_2(1+\theta)` with the PPP success
 probability of papers.md §3.3 under ``fixed_rate_outage``, the Shannon rate otherwise), :math:`Q_k` the energy queues, :math:`\eta` the
@@ -64,22 +64,19 @@ from airtune.allocation.switching.assignment import (
     switch_one_shot,
 )
 from airtune.allocation.switching.bandwidth_tiers import bandwidth_for_switching
+from airtune.allocation.switching.objective import RadioModel, RiskModel, module_payload_bits, round_objective
 from airtune.allocation.switching.power import solve_power
 from airtune.allocation.switching.power_problem import PowerProblem
 from airtune.allocation.switching.problem import step_participation_queues, switching_costs
 from airtune.allocation.switching.rate_model import deadline_min_bandwidth_hz
-from airtune.allocation.switching.risk import RiskCoefficients, risk_gap_bound, risk_gap_marginal
+from airtune.allocation.switching.risk import RiskCoefficients
 from airtune.allocation.switching.risk_ensemble import (
     ensemble_module_quotas,
-    ensemble_outage_weight,
-    ensemble_risk_gap,
-    ensemble_risk_marginal,
 )
 from airtune.errors import ConfigError
 from airtune.registry import ALLOCATORS
 
-__all__ = ["SwitchingPlanner", "SwitchingPlannerOptions", "module_payload_bits", "outage_weight",
-           "round_objective"]
+__all__ = ["SwitchingPlanner", "SwitchingPlannerOptions"]
 
 
 class SwitchingPlannerOptions(BaseModel):
@@ -126,98 +123,6 @@ class SwitchingPlannerOptions(BaseModel):
         None, gt=0, description="D_0 of the risk-gap bound; null: the mean local data size")
 
 
-def module_payload_bits(ranks, lora_dims: list[tuple[int, int]], head_bits: float = 0.0,
-                        bits_per_value: int = 32) -> np.ndarray:
-    r"""Upload size of each module: :math:`S_m = q\,r_m\sum_\ell(d^{\rm in}_\ell+d^{\rm out}_\ell) + S_{\rm head}`.
-
-    papers.md §3.3 step 3 [R]; ``lora_dims`` from ``PlannerContext.lora_dims``.
-    """
-    per_rank = bits_per_value * sum(int(i) + int(o) for i, o in lora_dims)
-    return per_rank * np.asarray(ranks, dtype=float) + float(head_bits)
-
-
-def outage_weight(x, success_prob, data_sizes, ranks, coef: RiskCoefficients) -> np.ndarray:
-    r""":math:`w_k=\partial\mathcal G/\partial q_k\ge0` of the [R] bound (:mod:`airtune.allocation.switching.risk`), shape (K,).
-
-    .. math::
-        w_k = \frac1K\sum_m x_{k,m}\,\frac{n_m}{2}\,c_{\rm gen}\sqrt{\kappa r_m}\,
-              (D_0+N_m)^{-3/2}D_k,\qquad N_m=\sum_jx_{j,m}(1-q_j)D_j
-
-    The power subproblem's :math:`G_k(q)=w_kq` (papers.md §3.5(c) [R]).
-    """
-    x = np.asarray(x, dtype=float)
-    eff = np.asarray(success_prob, float) * np.asarray(data_sizes, float)
-    total = coef.prior_samples + x.T @ eff  # (M,)
-    gen_scale = coef.generalisation * np.sqrt(coef.complexity_per_rank * np.asarray(ranks, float))
-    slope = 0.5 * x.sum(axis=0) * gen_scale * total ** (-1.5)  # (M,)
-    return (x @ slope) * np.asarray(data_sizes, float) / max(x.shape[0], 1)
-
-
-class _Radio:
-    """The run's link as the planner's models use it (``wireless/link.py``): the charged rate,
-    the success probability of the delivery event, the solvers' rate model."""
-
-    def __init__(self, ctx: PlannerContext) -> None:
-        link = ctx.link
-        self.link = link
-        self.n0 = float(link.noise_psd_w_per_hz)
-        self.ppp = link.mode == "fixed_rate_outage"     # success depends on power and bandwidth
-        self.theta = float(link.sinr_threshold)
-        self.alpha = float(link.path_loss_exponent)
-        self.gain_1m = float(link.path_gain_at_1m)
-        self.density = float(link.interferer_density_per_m2)
-        self.p_int = float(link.interferer_power_w)
-        self.rate_model = link.rate_model
-        self.interference_w = float(link.rate_interference_w)
-
-    def success(self, distance_m, power_w, bandwidth_hz, channel_gain) -> np.ndarray:
-        return self.link.success_probability(distance_m, bandwidth_hz, np.maximum(power_w, 1e-30), channel_gain)
-
-    def rate(self, bandwidth_hz, power_w, channel_gain) -> np.ndarray:
-        return self.link.uplink_rate_bps(bandwidth_hz, power_w, channel_gain)
-
-    def solver_kwargs(self) -> dict[str, Any]:
-        """Rate-model arguments of the bandwidth and deadline solvers (``rate_model.py``)."""
-        return {"rate_model": self.rate_model, "sinr_threshold": self.theta, "interference_w": self.interference_w}
-
-
-class _Risk:
-    r"""The bound :math:`\mathcal G` in use: value, (K, M) marginals, (K,) outage weights."""
-
-    def __init__(self, kind: str, coef: RiskCoefficients, data_sizes, ranks, module_samples) -> None:
-        self.kind, self.coef, self.d, self.r, self.p = kind, coef, data_sizes, ranks, module_samples
-
-    def value(self, x, succ) -> float:
-        if self.kind == "ensemble":
-            return ensemble_risk_gap(x, succ, self.d, self.r, self.p, self.coef)
-        return risk_gap_bound(x, succ, self.d, self.r, 0.0, self.coef)
-
-    def marginal(self, x, succ) -> np.ndarray:
-        if self.kind == "ensemble":
-            return ensemble_risk_marginal(x, succ, self.d, self.r, self.p, self.coef)
-        return risk_gap_marginal(x, succ, self.d, self.r, 0.0, self.coef)
-
-    def outage_weight(self, x, succ) -> np.ndarray:
-        if self.kind == "ensemble":
-            return ensemble_outage_weight(x, succ, self.d, self.r, self.p, self.coef)
-        return outage_weight(x, succ, self.d, self.r, self.coef)
-
-
-def round_objective(x, bandwidth_hz, power_w, payload_bits, inputs: RoundInputs, radio: _Radio,
-                    energy_weight, participation_backlog, v: float, risk: _Risk) -> tuple[float, np.ndarray]:
-    """:math:`J(x,b,p)` of the module docstring and the energy :math:`E_k` (0 where idle), shape (K,)."""
-    x = np.asarray(x, bool)
-    sel = x.any(axis=1)
-    s_k = x.astype(float) @ np.asarray(payload_bits, float)
-    succ = np.where(sel, radio.success(inputs.distance_m, power_w, bandwidth_hz, inputs.channel_gain), 0.0)
-    g = risk.value(x, succ)
-    rate = radio.rate(bandwidth_hz, power_w, inputs.channel_gain)
-    tx = np.divide(power_w * s_k, rate, out=np.full(sel.shape, np.inf), where=rate > 0)
-    energy = np.where(sel, inputs.compute_energy_j + tx, 0.0)
-    j = v * g + float(np.sum((energy_weight * energy)[sel])) - float(np.sum(participation_backlog[sel]))
-    return j, energy
-
-
 _STOP_MESSAGES = {"converged": "converged", "max_outer": "max_outer reached",
                   "no_descent": "stopped (an iteration increased J; best iterate kept)"}
 
@@ -233,7 +138,7 @@ class SwitchingPlanner(Planner):
     def __init__(self, options: dict[str, Any] | None, context: PlannerContext) -> None:
         super().__init__(options, context)
         K = context.num_devices
-        self.radio = _Radio(context)
+        self.radio = RadioModel(context)
         self.energy_queue = np.zeros(K)
         self.participation_queue = np.zeros(K)
         self.mu = np.zeros(1)
@@ -301,7 +206,7 @@ class SwitchingPlanner(Planner):
         module_samples = self.module_samples if self.module_samples is not None else np.zeros(M)
         kept = self.kept
         D, V = np.asarray(c.data_sizes, float), float(o.V)
-        risk = _Risk(o.risk, self._coefficients(), D, ranks, module_samples)
+        risk = RiskModel(o.risk, self._coefficients(), D, ranks, module_samples)
         w_e, H = self._energy_weight(), self.participation_queue
         # upload time budget Delta_k: the deadline less compute, server and downlink time (these at
         # N = n_max, the smallest shares: our choice, conservative when fewer take part)
@@ -371,7 +276,7 @@ class SwitchingPlanner(Planner):
                    "switching_iterations": sw_iters, "objective_trace": trace, "switching_gap": res.gap,
                    "eligible_devices": int(eligible.any(axis=1).sum())})
 
-    def _capacity(self, risk: _Risk, succ, eligible, B: float, n_max: int):
+    def _capacity(self, risk: RiskModel, succ, eligible, B: float, n_max: int):
         """Bandwidth capacity of the switching step: :math:`B` in total (``risk = device``), or per
         module :math:`n_mB/N` with the ensemble quotas :math:`n_m` (``risk = ensemble``)."""
         if risk.kind != "ensemble":
@@ -381,7 +286,7 @@ class SwitchingPlanner(Planner):
         mean_eff = float(np.mean((succ * risk.d)[part])) if part.any() else 0.0
         return ensemble_module_quotas(n, mean_eff, risk.r, risk.p, risk.coef) * (B / n_max)
 
-    def _switch(self, cost, resource, capacity, eligible, risk: _Risk, succ, kept):
+    def _switch(self, cost, resource, capacity, eligible, risk: RiskModel, succ, kept):
         """The switching step and the one-shot baseline's kept modules (decided once, then kept)."""
         o = self.options
         if o.switching == "greedy":
@@ -393,7 +298,7 @@ class SwitchingPlanner(Planner):
         return switch_dual_ascent(cost, resource, capacity, eligible, max_iter=o.dual_max_iter, tol=o.dual_tol,
                                   patience=o.dual_patience), kept
 
-    def _one_shot_modules(self, cost, eligible, risk: _Risk, succ) -> np.ndarray:
+    def _one_shot_modules(self, cost, eligible, risk: RiskModel, succ) -> np.ndarray:
         """Round 0 of ``one_shot``: a module for every eligible device (dual ascent with the
         ensemble quotas of all of them as per-module head counts; best module without them)."""
         part = eligible.any(axis=1)
@@ -406,7 +311,7 @@ class SwitchingPlanner(Planner):
                                  tol=self.options.dual_tol, patience=self.options.dual_patience)
         return res.module
 
-    def _power(self, x, S, b, inputs, w_e, V, risk: _Risk, budget_up) -> tuple[np.ndarray, bool]:
+    def _power(self, x, S, b, inputs, w_e, V, risk: RiskModel, budget_up) -> tuple[np.ndarray, bool]:
         o, c, radio = self.options, self.context, self.radio
         sel = x.any(axis=1)
         p_max = np.asarray(c.max_power_w, float) * np.ones(len(sel))
