@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from airtune.config import Config, load_config
 from airtune.errors import ConfigError
+from airtune.experiment.validate import check
 
 __all__ = ["RunSpec", "SweepSpec", "expand", "load_spec"]
 
@@ -132,8 +133,6 @@ def expand(spec: SweepSpec, base: Path | None) -> list[RunSpec]:
                              f"seed={seed}", f"train.num_threads={spec.threads_per_worker}", f"name={run_id}"]
                 try:
                     cfg = load_config(base, overrides)
-                    from airtune.experiment.validate import check
-
                     check(cfg)
                 except ConfigError as exc:
                     errors += [f"{run_id}: {line}" for line in (getattr(exc, "errors", None) or str(exc).splitlines())]

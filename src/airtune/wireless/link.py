@@ -58,7 +58,7 @@ from airtune.wireless.interference import (
     sample_interference_w,
     stable_index,
 )
-from airtune.wireless.outage import ppp_success_probability, sinr_threshold_for_rate
+from airtune.wireless.outage import ppp_success_probability
 from airtune.wireless.units import db_to_linear, dbm_to_w
 
 __all__ = ["CSI_DEFAULTS", "CsiMode", "LINK_MODES", "LinkModel", "LinkMode", "LinkRealisation", "link_from_config"]
@@ -135,10 +135,6 @@ class LinkModel:
         """Interference term of the Shannon rate model: the back-off margin (adaptive), else 0."""
         return self.interference_margin_w
 
-    @property
-    def has_outage(self) -> bool:
-        return self.mode != "error_free"
-
     def mean_gain(self, distance_m: ArrayLike) -> np.ndarray:
         r"""Mean channel power gain :math:`c\,d^{-\alpha}` (the path gain; fading has unit mean)."""
         return self.path_gain_at_1m * np.asarray(distance_m, float) ** (-self.path_loss_exponent)
@@ -203,10 +199,6 @@ class LinkModel:
         capacity = shannon_rate_bps(b, p, h, self.noise_psd_w_per_hz, interference)
         delivered = sel & (r > 0) & (r <= capacity * (1.0 + DECODE_RTOL))
         return LinkRealisation(interference, sinr, capacity, delivered)
-
-    def required_sinr(self, rate_bps: ArrayLike, bandwidth_hz: ArrayLike) -> np.ndarray:
-        """SINR :math:`2^{R/b}-1` at which ``rate_bps`` is decodable (K,)."""
-        return sinr_threshold_for_rate(rate_bps, bandwidth_hz)
 
     def downlink_bandwidth_share_hz(self, selected: ArrayLike) -> np.ndarray:
         """Downlink band per scheduled device (K,): an equal share among the scheduled."""
