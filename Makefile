@@ -37,9 +37,11 @@ demo: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
-# Lint (ruff.toml): the whole tree, in every make test.
+# Lint (ruff.toml) on the whole tree and types (pyproject [tool.mypy]: strict on wireless/,
+# allocation/ and lora/ops*), in every make test.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts examples
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py
@@ -48,7 +50,7 @@ bench: $(STAMP)
 lock:
 	test -d .venv-lock || $(PY) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet "pip==$(PIP_VERSION)" "pip-tools==$(PIP_TOOLS_VERSION)"
-	.venv-lock/bin/pip-compile --quiet --upgrade --extra dev --strip-extras --allow-unsafe \
+	.venv-lock/bin/pip-compile --quiet --upgrade --extra dev --extra flower --strip-extras --allow-unsafe \
 	    --no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml
 
 # For maintainers, not CI: the suite against the newest releases the ranges allow, in a throw-away

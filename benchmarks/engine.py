@@ -150,7 +150,7 @@ def theirs_update(ctx: dict[str, Any], task) -> tuple[dict[str, torch.Tensor], l
     torch.manual_seed(task.seed)  # dropout, as in Engine.run_one
     idx = ctx["partitions"][task.device]
     losses = train_steps(model, device_batches(ctx["data"], idx, task.steps, ctx["batch_size"], rng),
-                         opt, optim, task.extra_loss)
+                         opt, optim, None if task.regularizer is None else task.regularizer.build())
     t2 = time.perf_counter()
     state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
     del model, opt

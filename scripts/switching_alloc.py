@@ -24,6 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from airtune.allocation.exchange import Hints, ModuleSetHint
 from airtune.allocation.planner import PlannerContext, RoundInputs, RoundOutcome  # noqa: E402
 from airtune.allocation.switching.bandwidth_tiers import bandwidth_for_switching  # noqa: E402
 from airtune.allocation.switching.objective import module_payload_bits  # noqa: E402
@@ -55,7 +56,7 @@ def round_inputs(ctx: PlannerContext, rnd: int, dist: np.ndarray) -> RoundInputs
     return RoundInputs(round_idx=rnd, rng=rng, channel_gain=h, distance_m=dist, uplink_bits=np.zeros(K),
                        downlink_bits=np.zeros(K), compute_s=5e9 / ctx.cpu_freq_hz,
                        compute_energy_j=ctx.kappa * 5e9 * ctx.cpu_freq_hz ** 2,
-                       hints={"module_ranks": RANKS, "module_payload_bits": S.tolist()})
+                       hints=Hints(modules=ModuleSetHint(ranks=tuple(RANKS), payload_bits=S)))
 
 
 def distances(K: int, seed: int = 0) -> np.ndarray:
@@ -110,7 +111,7 @@ def simulate(ctx: PlannerContext, options: dict, rounds: int = 10) -> dict:
         inp = round_inputs(ctx, rnd, dist)
         plan = pl.plan(inp)
         sel = plan.selected
-        s_k = np.where(sel, np.where(plan.extra["modules"] >= 0, S[np.maximum(plan.extra["modules"], 0)], 0.0), 0.0)
+        s_k = np.where(sel, np.where(plan.directives.modules.modules >= 0, S[np.maximum(plan.directives.modules.modules, 0)], 0.0), 0.0)
         rate = ctx.link.uplink_rate_bps(plan.bandwidth_hz, plan.power_w, inp.channel_gain)   # the charged rate
         t_up = np.divide(s_k, rate, out=np.zeros(len(sel)), where=rate > 0)
         succ = np.where(sel, pl.radio.success(dist, plan.power_w, plan.bandwidth_hz, inp.channel_gain), 0.0)

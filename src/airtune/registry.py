@@ -76,6 +76,7 @@ SCHEDULERS: Registry = Registry("scheduler", ("airtune.allocation.builtin",))
 PARTITIONERS: Registry = Registry("partitioner", ("airtune.data.partition",))
 FADING: Registry = Registry("fading model", ("airtune.wireless.fading",))
 MODELS: Registry = Registry("model", ("airtune.models.zoo",))
+REGULARIZERS: Registry = Registry("regulariser", ("airtune.strategies",))  # strategies register theirs
 
 ALL = {"models": MODELS, "strategies": STRATEGIES, "allocators": ALLOCATORS,
        "schedulers": SCHEDULERS, "partitioners": PARTITIONERS, "fading": FADING}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from airtune.allocation.exchange import Hints, ModuleSetHint, SoftPayloadHint
 from airtune.allocation.planner import PlannerContext, RoundInputs, make_planner, planned_downlink_s, planned_latency_s
 from airtune.config.schema import WirelessConfig
 from airtune.experiment.round import radio_round
@@ -39,8 +40,8 @@ def world(mode: str, seed: int = 0):
         uplink_bits=np.full(K, 3e6), downlink_bits=np.full(K, 2e6),
         compute_s=compute_latency_s(dev.cycles_per_sample, samples, dev.cpu_freq_hz),
         compute_energy_j=compute_energy_j(dev.kappa, dev.cycles_per_sample, samples, dev.cpu_freq_hz),
-        hints={"soft_rank": R, "soft_payload_bits": TABLE, "module_ranks": [2, 4, 8],
-               "module_payload_bits": MODULE_BITS},
+        hints=Hints(soft_payload=SoftPayloadHint(rank=R, payload_bits=TABLE),
+                    modules=ModuleSetHint(ranks=(2, 4, 8), payload_bits=MODULE_BITS)),
         server_s_alone=server_alone)
     return lk, ch, dev, ctx, inputs, samples
 
@@ -58,7 +59,7 @@ CASES = {
     "equal": ("error_free", {}),
     "lyapunov": ("error_free", {"deadline_s": 1.1, "max_devices": N}),
     "tsfa": ("error_free", {"latency_budget_s": 20.0, "stage1_samples": 8, "candidate_ranks": [R]}),
-    "model_switching": ("adaptive_outage", {"deadline_s": 1.8, "module_ranks": [2, 4, 8]}),
+    "model_switching": ("adaptive_outage", {"deadline_s": 1.8}),
 }
 
 
@@ -73,7 +74,7 @@ def test_planner_and_runner_agree_on_downlink_and_latency(name):
     if name == "tsfa":
         up = TABLE[plan.extra["kept_components"]]
     elif name == "model_switching":
-        up = MODULE_BITS[np.maximum(plan.extra["modules"], 0)]
+        up = MODULE_BITS[np.maximum(plan.directives.modules.modules, 0)]
     else:
         up = inputs.uplink_bits
     radio = charged(lk, ch, dev, plan, inputs, samples, up)

@@ -40,8 +40,8 @@ def context(ranks, seed: int = 0) -> StrategyContext:
     return StrategyContext(np.array(ranks), LoraSpec(int(max(ranks)), ALPHA, 0.0, ("query", "value")), seed)
 
 
-def update(device: int, state: dict, num_samples: int, **info) -> ClientUpdate:
-    return ClientUpdate(device, state, num_samples, 0.5, info)
+def update(device: int, state: dict, num_samples: int, **memo) -> ClientUpdate:
+    return ClientUpdate(device, state, num_samples, 0.5, memo)
 
 
 @pytest.fixture

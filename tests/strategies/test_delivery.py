@@ -17,9 +17,9 @@ def round_updates(s, server, gen, syn):
     tasks = s.configure_round(0, server, [0, 1, 2, 3], {k: k for k in range(4)}, 1)
     ups = []
     for t, n in zip(tasks, [10, 20, 30, 40]):
-        state = {k: v + (0 if (".lora_A." in k and "freeze" in t.info) else
+        state = {k: v + (0 if (".lora_A." in k and "lora_A" in t.freeze) else
                          torch.randn(v.shape, generator=gen, dtype=v.dtype)) for k, v in t.state.items()}
-        ups.append(syn.update(t.device, state, n, **t.info))
+        ups.append(syn.update(t.device, state, n, **t.memo))
     return ups
 
 

@@ -100,7 +100,7 @@ def test_flora_base_weights_applied_undone_rebuilt_and_exported(model, data, tmp
     g = torch.Generator().manual_seed(3)
     tasks = s.configure_round(0, server, [0, 1], {0: 1, 1: 2}, steps=1)
     ups = [ClientUpdate(t.device, {k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in t.state.items()},
-                        10, 0.0, dict(t.info)) for t in tasks]
+                        10, 0.0, t.memo) for t in tasks]
     server, _ = s.aggregate(0, server, ups, {0, 1})
 
     engine.load_task(s.global_task(server))                           # evaluation: W0 + merged
@@ -110,7 +110,7 @@ def test_flora_base_weights_applied_undone_rebuilt_and_exported(model, data, tmp
     out = logits(model, data)
 
     (task,) = s.configure_round(1, server, [2], {2: 0}, steps=1)
-    assert task.info["base_delta"] is merged
+    assert task.base_delta is merged
     engine.load_task(task)                                             # same merge: applied once, kept
     engine.load_task(FFALoRA(context=StrategyContext(RANKS, LORA)).global_task(
         FFALoRA(context=StrategyContext(RANKS, LORA)).init_state(trainable_state(model))))

@@ -35,7 +35,7 @@ def test_A_is_the_shared_seeded_init_and_frozen_on_devices(syn, gen):
         assert not server.tensors[f"{p}.lora_B.weight"].any()
     for task in s.configure_round(0, server, [0, 2], {0: 0, 2: 0}, 1):
         r = RANKS[task.device]
-        assert task.info["freeze"] == ("lora_A",) and task.info["adapter"] == f"r{r}"
+        assert task.freeze == ("lora_A",) and task.adapter == f"r{r}"
         for p in syn.LAYERS:
             assert torch.equal(task.state[f"{p}.lora_A.weight"], server.tensors[f"{p}.lora_A.weight"][:r])
 

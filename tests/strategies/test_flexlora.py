@@ -33,7 +33,7 @@ def test_redistribution_is_rank_r_truncated_svd_of_the_d_by_n_delta(syn, gen):
     tasks = s.configure_round(1, new, [0, 1, 3], {0: 0, 1: 0, 3: 0}, 1)
     for task in tasks:
         r = RANKS[task.device]
-        assert task.info["adapter"] == f"r{r}"
+        assert task.adapter == f"r{r}"
         for p, (d, n) in syn.LAYERS.items():
             A, B = task.state[f"{p}.lora_A.weight"], task.state[f"{p}.lora_B.weight"]
             assert A.shape == (r, n) and B.shape == (d, r)
@@ -67,7 +67,7 @@ def test_single_participant_round_trip(syn, gen):
 def test_evaluation_and_export_use_the_exact_delta(syn, gen):
     s, _, new, _, _ = aggregated(syn, gen)
     task = s.global_task(new)
-    assert task.info["base_delta"] is new.extra["delta"] and task.info["adapter"] == "r8"
+    assert task.base_delta is new.extra["delta"] and task.adapter == "r8"
     assert not any(v.any() for k, v in task.state.items() if ".lora_" in k)  # zero adapter on top
     rank, state = s.export_adapter(new)
     assert rank == 5

@@ -32,7 +32,7 @@ def test_fresh_adapter_every_round(syn, gen):
     t1 = s.configure_round(1, server, [0, 2], {0: 0, 2: 0}, 1)
     for task in t0:
         r = RANKS[task.device]
-        assert task.info["adapter"] == f"r{r}" and task.info["base_delta"] is None
+        assert task.adapter == f"r{r}" and task.base_delta is None
         for p, (_d, n) in syn.LAYERS.items():
             A, B = task.state[f"{p}.lora_A.weight"], task.state[f"{p}.lora_B.weight"]
             assert A.shape == (r, n) and A.abs().max() <= 1 / n**0.5 and A.any() and not B.any()
@@ -53,7 +53,7 @@ def test_merged_delta_is_exact_weighted_sum_and_accumulates(syn, gen):
     assert s1.extra["stacks"] == [] and s1.extra["stacks_from"] == 1
     assert rep0["stack_rank"] == 14 and rep0["aggregated"] == 3
     tasks, ups1, s2, rep1 = run_round(s, s1, 1, [(1, 5), (3, 15)], gen, syn)
-    assert all(t.info["base_delta"] is s1.extra["merged"] for t in tasks)
+    assert all(t.base_delta is s1.extra["merged"] for t in tasks)
     for p in syn.LAYERS:
         ref = s1.extra["merged"][p] + sum(w * syn.effective(u.state, p) for w, u in zip([0.25, 0.75], ups1))
         torch.testing.assert_close(s2.extra["merged"][p], ref)
@@ -128,7 +128,7 @@ def test_single_participant_round_trip_and_export(syn, gen):
     for p in syn.LAYERS:
         torch.testing.assert_close(new.extra["merged"][p], syn.effective(mine.state, p))
     task = s.global_task(new)
-    assert task.info["base_delta"] is new.extra["merged"]
+    assert task.base_delta is new.extra["merged"]
     assert not any(v.any() for k, v in task.state.items() if ".lora_" in k)
     rank, state = s.export_adapter(new)
     assert rank == 4  # merged_rank = 4 <= min(d, n)
@@ -146,7 +146,7 @@ def test_server_state_survives_a_checkpoint(syn, gen, tmp_path):
     ck = load_checkpoint(tmp_path)
     back = ServerState(ck["tensors"], ck["extra"])
     for p in syn.LAYERS:
-        assert torch.equal(s.global_task(back).info["base_delta"][p], new.extra["merged"][p])
+        assert torch.equal(s.global_task(back).base_delta[p], new.extra["merged"][p])
     assert back.extra["synced"].dtype == new.extra["synced"].dtype and back.extra["stacks_from"] == 1
     for k in range(len(RANKS)):  # the same downlink after resume
         assert s.receive(back, k).keys() == s.receive(new, k).keys()

@@ -24,7 +24,7 @@ def test_device_of_rank_r_receives_first_r_components(syn, gen):
     tasks = s.configure_round(0, server, [0, 1, 2], {0: 1, 1: 2, 2: 3}, steps=3)
     for task in tasks:
         r = RANKS[task.device]
-        assert task.info["adapter"] == f"r{r}" and task.info["rank"] == r and task.steps == 3
+        assert task.adapter == f"r{r}" and task.rank == r and task.steps == 3
         for p in syn.LAYERS:
             A, B = server.tensors[f"{p}.lora_A.weight"], server.tensors[f"{p}.lora_B.weight"]
             assert torch.equal(task.state[f"{p}.lora_A.weight"], A[:r])
@@ -74,24 +74,24 @@ def test_self_pruning_when_tail_norm_decreases(syn, gen):
     s = HetLoRA(opts, context=syn.context(RANKS))
     server = s.init_state(syn.make_state(8, gen, zero_b=True))
     (task,) = s.configure_round(0, server, [2], {2: 0}, 1)
-    assert task.extra_loss is not None and task.info["tail_ref"] is None
-    first = syn.update(2, syn.make_state(8, gen), 20, **task.info)
+    assert task.regularizer is not None and task.memo["tail_ref"] is None
+    first = syn.update(2, syn.make_state(8, gen), 20, **task.memo)
     server, report = s.aggregate(0, server, [first], {2})
     assert report["pruned"] == [] and int(server.extra["ranks"][2]) == 8  # no reference yet: no prune
     ref = float(server.extra["tail_ref"][2])
     assert ref > 0
     (task,) = s.configure_round(1, server, [2], {2: 0}, 1)
-    assert task.info["tail_ref"] == ref
+    assert task.memo["tail_ref"] == ref
     small = syn.make_state(8, gen)
     for p in syn.LAYERS:  # shrink the tail (components 4..8) below the reference
         small[f"{p}.lora_B.weight"][:, 4:] *= 1e-3
-    second = syn.update(2, small, 20, **task.info)
+    second = syn.update(2, small, 20, **task.memo)
     assert s.uplink_payload(second)[f"{next(iter(syn.LAYERS))}.lora_A.weight"].shape[0] == 4
     server, report = s.aggregate(1, server, [second], delivered=set())  # lost, but pruned locally
     assert report["pruned"] == [2] and int(server.extra["ranks"][2]) == 4
     assert np.isnan(server.extra["tail_ref"][2]) and report["aggregated"] == 0
     (task,) = s.configure_round(2, server, [2], {2: 0}, 1)
-    assert task.info["adapter"] == "r4" and task.info["rank"] == 4
+    assert task.adapter == "r4" and task.rank == 4
     assert s.device_ranks(server).tolist() == [2, 4, 4, 4]
 
 
@@ -99,7 +99,7 @@ def test_pruning_off_by_default(syn, gen):
     s = HetLoRA(context=syn.context(RANKS))
     server = s.init_state(syn.make_state(8, gen, zero_b=True))
     (task,) = s.configure_round(0, server, [2], {2: 0}, 1)
-    assert task.extra_loss is None
+    assert task.regularizer is None
     up = syn.update(2, syn.make_state(8, gen), 20, tail_ref=1e9)
     server, report = s.aggregate(0, server, [up], {2})
     assert report["pruned"] == [] and s.device_ranks(server).tolist() == RANKS
@@ -129,6 +129,6 @@ def test_pruned_upload_keeps_the_effective_update_of_the_kept_components(syn):
     torch.testing.assert_close(new.tensors[b_key] @ new.tensors[a_key], kept, rtol=0, atol=1e-6)
     # ... and the device, now of rank 2, gets its pruned factors back
     (task,) = s.configure_round(1, new, [0], {0: 0}, 1)
-    assert task.info["rank"] == 2
+    assert task.rank == 2
     torch.testing.assert_close(task.state[a_key], sent[a_key], rtol=0, atol=1e-12)
     torch.testing.assert_close(task.state[b_key], sent[b_key], rtol=0, atol=1e-12)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from airtune.allocation.exchange import Directives, SparsityDirective
+from airtune.allocation.result import Allocation
 from airtune.lora.ops_soft import orthogonality_penalty
 from airtune.lora.sparsify import partial_rank_aggregate, soft_select
 from airtune.strategies.base import ServerState
@@ -25,10 +25,12 @@ def _server(syn, gen, r=4):
 
 
 def test_keep_counts_from_plan_or_option():
-    plan = SimpleNamespace(extra={"keep_ratio": np.array([1.0, 0.5, 0.3, 0.01])})
+    sel = np.ones(4, bool)
+    plan = Allocation(sel, sel * 1.0, sel * 0.1, 0.0, True, 0, "",
+                      directives=Directives(sparsity=SparsityDirective(np.array([1.0, 0.5, 0.3, 0.01]))))
     assert keep_counts(plan, [1, 2, 3], 8, 1.0) == {1: 4, 2: 3, 3: 1}    # ceil(0.3 * 8) = 3, at least 1
     assert keep_counts(None, [0, 1], 8, 0.25) == {0: 2, 1: 2}
-    assert keep_counts(SimpleNamespace(extra={}), [0], 8, 0.5) == {0: 4}
+    assert keep_counts(Allocation(sel, sel * 1.0, sel * 0.1, 0.0, True, 0, ""), [0], 8, 0.5) == {0: 4}
 
 
 def test_payload_bits_by_hand(syn, gen):
@@ -70,7 +72,7 @@ def test_soft_full_keep_equals_fedit_and_partial_keep_matches_the_pure_rule(syn,
     g = server.tensors
     for prefix in syn.LAYERS:
         a, b = f"{prefix}.lora_A.weight", f"{prefix}.lora_B.weight"
-        sel = [soft_select(g[a], g[b], u.state[a], u.state[b], int(u.info["soft_keep"])) for u in ups[:2]]
+        sel = [soft_select(g[a], g[b], u.state[a], u.state[b], int(u.memo["soft_keep"])) for u in ups[:2]]
         A, B = partial_rank_aggregate(g[a], g[b], [s[0] for s in sel], [s[1] for s in sel],
                                       [s[2] for s in sel], [10, 20])
         assert torch.allclose(new.tensors[a], A) and torch.allclose(new.tensors[b], B)
@@ -80,7 +82,7 @@ def test_soft_full_keep_equals_fedit_and_partial_keep_matches_the_pure_rule(syn,
     for pk, u in zip([1 / 3, 2 / 3], ups[:2]):
         for prefix in syn.LAYERS:
             a, b = f"{prefix}.lora_A.weight", f"{prefix}.lora_B.weight"
-            _, _, mask, s, _, _ = soft_select(g[a], g[b], u.state[a], u.state[b], int(u.info["soft_keep"]))
+            _, _, mask, s, _, _ = soft_select(g[a], g[b], u.state[a], u.state[b], int(u.memo["soft_keep"]))
             expect += pk**2 * scale2 * float((s[~mask] ** 2).sum())
     assert rep["soft_sparsification_error"] == pytest.approx(expect, rel=1e-12)
     assert {"cross_cov_fro", "orth_err_a", "orth_err_b", "score_sv_rel_err", "soft_rank"} <= rep.keys()
@@ -98,7 +100,7 @@ def test_soft_error_feedback_residual_is_the_unsent_update_and_is_reused(syn, ge
         res = new.extra["residual"][u.device]
         for prefix in syn.LAYERS:
             a, b = f"{prefix}.lora_A.weight", f"{prefix}.lora_B.weight"
-            _, _, mask, _, _, _ = soft_select(g[a], g[b], u.state[a], u.state[b], int(u.info["soft_keep"]))
+            _, _, mask, _, _, _ = soft_select(g[a], g[b], u.state[a], u.state[b], int(u.memo["soft_keep"]))
             # residual + sent = full update
             sent_a = torch.where(mask[:, None], u.state[a] - g[a], torch.zeros_like(g[a]))
             assert torch.allclose(res[a] + sent_a, u.state[a] - g[a])
@@ -147,7 +149,7 @@ def test_svd_full_keep_equals_flexlora_and_truncation_error_reported(syn, gen):
     for w, u in zip([1 / 3, 2 / 3], ups):
         E = syn.effective(u.state, p)
         U, S, Vh = torch.linalg.svd(E)
-        m = u.info["svd_keep"]
+        m = u.memo["svd_keep"]
         expect = expect + w * U[:, :m] @ torch.diag(S[:m]) @ Vh[:m]
     assert torch.allclose(new.extra["delta"][p], expect)
     assert rep["svd_truncation_error"] > 0
@@ -173,10 +175,12 @@ def test_soft_init_makes_a_rows_orthonormal_and_hints_are_consistent(syn, gen):
     for p in syn.LAYERS:
         A = server.tensors[f"{p}.lora_A.weight"]
         assert torch.allclose(A @ A.T, torch.eye(4, dtype=A.dtype), atol=1e-12)
-    h = soft.planner_hints(server)
-    assert h["soft_rank"] == 4
+    hints = soft.planner_hints(server)
+    assert hints.kinds() == Soft.provides_hints
+    h = hints.soft_payload
+    assert h.rank == 4
     st = server.tensors
-    assert [soft.uplink_bits(syn.update(0, st, 1, soft_keep=m)) for m in range(5)] == h["soft_payload_bits"].tolist()
-    assert h["soft_error_curve"][0] == pytest.approx(1.0) and h["soft_error_curve"][-1] == 0.0
+    assert [soft.uplink_bits(syn.update(0, st, 1, soft_keep=m)) for m in range(5)] == h.payload_bits.tolist()
+    assert h.error_curve[0] == pytest.approx(1.0) and h.error_curve[-1] == 0.0
     zero_b = ServerState(syn.make_state(4, gen, zero_b=True))
-    assert soft.planner_hints(zero_b)["soft_error_curve"] is None
+    assert soft.planner_hints(zero_b).soft_payload.error_curve is None

@@ -14,6 +14,7 @@ from airtune.registry import STRATEGIES
 from airtune.strategies.base import ServerState, StrategyContext, tensor_bits
 from airtune.strategies.split_fed import SplitFedLoRA, prior_bits_per_sample
 from airtune.training.engine import ClientUpdate
+from airtune.training.split_loop import LinkTraffic
 from tests.strategies.conftest import HEAD, LAYERS, context, make_state
 
 PROFILE = ModelProfile(hidden_size=5, num_labels=2, embedding_params=1000, encoder_params=2000,
@@ -29,8 +30,8 @@ def ctx(K: int = 3) -> StrategyContext:
 def updates(gen, info_bits=(1000, 500)):
     ups = []
     for k, n in zip(range(3), (10, 30, 60)):
-        ups.append(ClientUpdate(k, make_state(4, gen), n, 0.5,
-                                {"split_uplink_bits": info_bits[0] * (k + 1), "split_downlink_bits": info_bits[1] * (k + 1)}))
+        ups.append(ClientUpdate(k, make_state(4, gen), n, 0.5, traffic=LinkTraffic(
+            uplink_bits=info_bits[0] * (k + 1), downlink_bits=info_bits[1] * (k + 1), iterations=1)))
     return ups
 
 
@@ -62,7 +63,7 @@ def test_shared_lora_ends_with_the_chain_and_keeps_head_if_nothing_delivered():
     ups = updates(gen)
     strat = SplitFedLoRA({"server_lora": "shared"}, context=ctx())
     tasks = strat.configure_round(0, server, [0, 1, 2], {0: 1, 1: 2, 2: 3}, steps=5)
-    assert all(t.info["loop"] == "split" and set(t.info["chain"]) == {k for k in server.tensors if "lora_" in k}
+    assert all(t.loop == "split" and set(t.chain) == {k for k in server.tensors if "lora_" in k}
                for t in tasks)
     new, rep = strat.aggregate(0, server, ups, delivered=set())
     for k in server.tensors:
@@ -75,12 +76,12 @@ def test_bits_hooks_add_measured_traffic_to_the_head():
     gen = torch.Generator().manual_seed(2)
     state = make_state(4, gen)
     strat = SplitFedLoRA({}, context=ctx())
-    up = ClientUpdate(0, state, 10, 0.1, {"split_uplink_bits": 1234, "split_downlink_bits": 567})
+    up = ClientUpdate(0, state, 10, 0.1, traffic=LinkTraffic(uplink_bits=1234, downlink_bits=567, iterations=1))
     task = strat.configure_round(0, ServerState(state), [0], {0: 0}, 1)[0]
     head_bits = sum(state[k].numel() * 64 for k in HEAD)   # float64 test tensors
     assert strat.uplink_bits(up) == head_bits + 1234
     assert strat.downlink_bits(task, up) == head_bits + 567
-    assert "downlink" in task.info and "chain" not in task.info
+    assert task.downlink == "tokens" and task.chain == ()
 
 
 def test_planned_bits_prior_then_measured():

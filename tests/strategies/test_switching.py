@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from airtune.allocation.exchange import Directives, ModuleDirective
 from airtune.allocation.result import Allocation
 from airtune.errors import ConfigError
 from airtune.strategies.base import tensor_bits
@@ -21,11 +22,11 @@ def strategy(ranks=(2, 4, 4), **opts):
     return ModelSwitching({"module_ranks": list(ranks), **opts}, context=context([4] * 5))
 
 
-def plan(modules, ranks=(2, 4, 4)):
+def plan(modules):
     modules = np.asarray(modules)
     sel = modules >= 0 if modules.ndim == 1 else modules.any(axis=1)
-    return Allocation(sel, sel * 1.0, sel * 0.1, 0.0, True, 1, "", extra={"modules": modules,
-                                                                        "module_ranks": list(ranks)})
+    return Allocation(sel, sel * 1.0, sel * 0.1, 0.0, True, 1, "",
+                      directives=Directives(modules=ModuleDirective(modules)))
 
 
 def test_init_state_holds_one_module_per_rank_with_zero_b_and_the_initial_head():
@@ -50,7 +51,7 @@ def test_configure_round_gives_each_device_its_modules_adapter():
     mask = np.zeros((5, 3), bool)
     mask[0, 2] = mask[3, 0] = mask[3, 1] = True
     tasks = s.configure_round(0, server, [0, 3], {0: 11, 3: 12}, 2, plan=plan(mask))
-    assert [(t.device, t.info["module"], t.info["adapter"], t.info["rank"]) for t in tasks] == [
+    assert [(t.device, t.memo["module"], t.adapter, t.rank) for t in tasks] == [
         (0, 2, "m2", 4), (3, 0, "m0", 2), (3, 1, "m1", 4)]
     assert tasks[0].state.keys() == s.module_state(server, 2).keys()
 
@@ -61,8 +62,6 @@ def test_configure_round_errors_name_the_fix():
     no_modules = Allocation(np.ones(5, bool), np.ones(5), np.ones(5) * 0.1, 0.0, True, 0, "")
     with pytest.raises(ConfigError, match="allocation.name=model_switching"):
         s.configure_round(0, server, list(range(5)), {k: k for k in range(5)}, 1, plan=no_modules)
-    with pytest.raises(ConfigError, match=r"allocation.options.module_ranks = \[4, 8\] differs"):
-        s.configure_round(0, server, [0], {0: 0}, 1, plan=plan([0, -1, -1, -1, -1], ranks=(4, 8)))
     two = np.zeros((5, 3), bool)
     two[0, :2] = True
     with pytest.raises(ConfigError, match="max_modules_per_device"):
@@ -93,19 +92,19 @@ def test_each_module_is_averaged_over_its_delivered_subscribers_only():
         assert torch.equal(v, ups[3].state[k])
     assert report["module_subscribed"] == [2, 1, 1] and report["module_delivered"] == [2, 0, 1]
     assert new.extra["updates"].tolist() == [2, 0, 1]
-    assert [t.info["module"] for t in strategy(ensemble="trained").eval_tasks(new)] == [0, 2]
+    assert [t.memo["module"] for t in strategy(ensemble="trained").eval_tasks(new)] == [0, 2]
     assert len(s.eval_tasks(new)) == 3
 
 
 def test_planner_hints_are_the_exact_module_payloads():
     s = strategy()
     server = s.init_state(make_state(4, torch.Generator().manual_seed(0)))
-    hints = s.planner_hints(server)
-    assert hints["module_ranks"] == [2, 4, 4]
+    hints = s.planner_hints(server).modules
+    assert hints.ranks == (2, 4, 4)
     per_rank = sum(d + n for d, n in LAYERS.values())
     head = sum(int(np.prod(shape)) for shape in HEAD.values())
-    assert hints["module_payload_bits"] == [64 * (r * per_rank + head) for r in (2, 4, 4)]  # float64 states
-    assert hints["module_payload_bits"][0] == tensor_bits(s.module_state(server, 0))
+    assert hints.payload_bits.tolist() == [64 * (r * per_rank + head) for r in (2, 4, 4)]  # float64 states
+    assert hints.payload_bits[0] == tensor_bits(s.module_state(server, 0))
 
 
 def read(path):

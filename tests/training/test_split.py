@@ -67,13 +67,13 @@ def test_split_training_equals_unsplit_training(model, small, downlink):
     heads = set(head_keys(init))
     engine = Engine(model, small, [np.arange(64)], batch_size=8, optim=OPT, head_keys=heads)
     ref = engine.run_one(ClientTask(0, init, steps=4, seed=3))
-    ours = engine.run_one(ClientTask(0, init, steps=4, seed=3, info={"loop": "split", "downlink": downlink}))
+    ours = engine.run_one(ClientTask(0, init, steps=4, seed=3, loop="split", downlink=downlink))
     assert ours.train_loss == ref.train_loss
     for k in ref.state:
         assert torch.equal(ours.state[k], ref.state[k]), k
     moved = sum(float((ours.state[k] - init[k]).abs().sum()) for k in init)
     assert moved > 0
-    assert ours.info["split_iterations"] == 4 and ours.info["split_uplink_bits"] > 0
+    assert ours.traffic.iterations == 4 and ours.traffic.uplink_bits > 0 and ref.traffic is None
 
 
 def test_shared_server_lora_chains_devices(model, small):
@@ -82,10 +82,10 @@ def test_shared_server_lora_chains_devices(model, small):
     heads = set(head_keys(init))
     lora = tuple(k for k in init if k not in heads)
     engine = Engine(model, small, [np.arange(32), np.arange(32, 64)], batch_size=8, optim=OPT, head_keys=heads)
-    info = {"loop": "split", "downlink": "pooled", "chain": lora}
-    a, b = engine.run([ClientTask(0, init, 2, 1, info=info), ClientTask(1, init, 2, 2, info=info)])
+    split = {"loop": "split", "downlink": "pooled", "chain": lora}
+    a, b = engine.run([ClientTask(0, init, 2, 1, **split), ClientTask(1, init, 2, 2, **split)])
     start_b = {**init, **{k: a.state[k] for k in lora}}
-    b_ref = engine.run_one(ClientTask(1, start_b, 2, 2, info={"loop": "split", "downlink": "pooled"}))
+    b_ref = engine.run_one(ClientTask(1, start_b, 2, 2, loop="split", downlink="pooled"))
     for k in b.state:
         torch.testing.assert_close(b.state[k], b_ref.state[k], rtol=0, atol=0)
 

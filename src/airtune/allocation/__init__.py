@@ -2,8 +2,9 @@
 
 Layout (who may import whom; docs/design.md, "Layout"):
 
-- the contract, ``planner.py`` (``Planner``, ``PlannerContext``, ``RoundInputs``) and ``result.py``
-  (``Allocation``), and the baselines ``baselines.py``;
+- the contract, ``planner.py`` (``Planner``, ``PlannerContext``, ``RoundInputs``), ``result.py``
+  (``Allocation``) and ``exchange.py`` (the typed ``Directives`` and ``Hints``), and the
+  baselines ``baselines.py``;
 - shared kernels: ``min_bandwidth.py`` (Lambert-W minimum bandwidth) and ``roots.py`` (bracketing
   root finders);
 - one subpackage per paper, each importing only the contract, the kernels and ``airtune.wireless``:

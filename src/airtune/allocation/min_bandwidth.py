@@ -20,6 +20,7 @@ Source: papers.md §1.6 step 1 [R] (Lambert-W minimum bandwidth): our reconstruc
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -65,7 +66,7 @@ def snr_bandwidth_hz(
 
     Source: papers.md §1.6 step 1 [R].
     """
-    return as_float_array(power_w) * as_float_array(channel_gain) / as_float_array(noise_psd_w_per_hz)
+    return cast(np.ndarray, as_float_array(power_w) * as_float_array(channel_gain) / as_float_array(noise_psd_w_per_hz))
 
 
 # --------------------------------------------------------------------------- minimum bandwidth
@@ -179,6 +180,6 @@ def min_bandwidth_for_deadline(
     rate = np.zeros(s.shape)
     np.divide(s, dt, out=rate, where=dt > 0)
     b = min_bandwidth_for_rate(rate, power_w, channel_gain, noise_psd_w_per_hz)
-    b = np.broadcast_to(b, s.shape).copy()
+    b = cast(np.ndarray, np.broadcast_to(b, s.shape).copy())
     b[~(dt > 0)] = np.inf
     return b

@@ -8,8 +8,10 @@ The runner calls, every round (see ``experiment/runner.py``)::
 
 A planner may keep state across rounds (Lyapunov virtual queues, switching multipliers); it
 exposes it through ``state_dict`` / ``load_state_dict`` so that a checkpointed run resumes
-exactly. ``plan.extra`` may carry directives for the strategy (a sparsification ratio per
-device, module subscriptions ...): the strategy reads them in ``configure_round(..., plan=plan)``.
+exactly. ``plan.directives`` carries typed directives for the strategy (a keep ratio per
+device, module subscriptions ...; ``allocation/exchange.py``): the strategy reads them in
+``configure_round(..., plan=plan)``. The strategy's typed hints reach the planner as
+``inputs.hints``.
 
 Stateless allocators stay plain functions with the common keyword signature of
 ``allocation/baselines.py``; :func:`make_planner` wraps them in :class:`FunctionPlanner`.
@@ -25,8 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
 
+from airtune.allocation.exchange import Hints
 from airtune.allocation.result import Allocation
 from airtune.wireless.cost import comm_latency_s, device_latency_s, round_latency_s
 from airtune.wireless.link import LinkModel
@@ -41,8 +45,8 @@ def planned_downlink_s(link: LinkModel, inputs: RoundInputs, num_scheduled: int)
     return comm_latency_s(np.asarray(inputs.downlink_bits, float), rate)
 
 
-def planned_latency_s(link: LinkModel, inputs: RoundInputs, selected, bandwidth_hz,
-                      power_w) -> tuple[np.ndarray, float]:
+def planned_latency_s(link: LinkModel, inputs: RoundInputs, selected: npt.ArrayLike, bandwidth_hz: npt.ArrayLike,
+                      power_w: npt.ArrayLike) -> tuple[np.ndarray, float]:
     """Per-device latency (K,; 0 where idle) and round latency a planner expects for a plan.
 
     The runner's definition (``wireless.cost.device_latency_s`` / ``round_latency_s``) with the
@@ -145,9 +149,9 @@ class RoundInputs:
         Edge-server compute time of the device's round if it had the server alone (split
         learning; 0 otherwise); with :math:`N` scheduled it is :math:`N` times this
         (``wireless.cost.server_compute_s``).
-    hints : dict
+    hints : Hints
         What the strategy tells the planner before the round (``Strategy.planner_hints``), e.g.
-        SOFT's payload table and truncation-error curve for TSFA; empty by default.
+        SOFT's payload table and truncation-error curve for TSFA; none by default.
     """
 
     round_idx: int
@@ -158,7 +162,7 @@ class RoundInputs:
     downlink_bits: np.ndarray
     compute_s: np.ndarray
     compute_energy_j: np.ndarray
-    hints: dict[str, Any] = field(default_factory=dict)
+    hints: Hints = field(default_factory=Hints)
     server_s_alone: np.ndarray | float = 0.0
 
 
@@ -181,8 +185,11 @@ class Planner:
     """Base class of stateful allocators. Subclasses implement :meth:`plan`; the rest is optional."""
 
     Options: ClassVar[type[BaseModel]] = NoPlannerOptions
+    options: BaseModel          # an instance of Options (subclasses narrow the annotation)
+    context: PlannerContext
     # What the planner exchanges with a strategy (checked by ``airtune validate``):
-    directives: ClassVar[frozenset[str]] = frozenset()   # plan.extra kinds it sets for the strategy
+    # (kinds are field names of exchange.Directives / exchange.Hints)
+    directives: ClassVar[frozenset[str]] = frozenset()   # plan.directives kinds it sets for the strategy
     needs_hints: ClassVar[frozenset[str]] = frozenset()  # RoundInputs.hints kinds it cannot plan without
     uses_scheduler: ClassVar[bool] = True                # reads allocation.scheduler (else a warning)
 
@@ -223,7 +230,7 @@ class FunctionPlanner(Planner):
             from airtune.errors import ConfigError
             raise ConfigError(f"allocation.options = {options!r}: this allocator takes no options; fix: remove them")
         self.fn = fn
-        self.options = None
+        self.options = NoPlannerOptions()
         self.context = context
 
     def plan(self, inputs: RoundInputs) -> Allocation:

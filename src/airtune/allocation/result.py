@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from airtune.allocation.exchange import Directives
+
 __all__ = ["Allocation"]
 
 
@@ -35,8 +37,12 @@ class Allocation:
         Iterations the solver ran (0 for closed-form rules).
     message : str
         Human-readable termination reason.
+    directives : Directives
+        What the planner directs the strategy to do (keep ratios, module subscriptions); the
+        only part of the plan a strategy reads besides ``selected`` (``allocation/exchange.py``).
     extra : dict
-        Solver-specific outputs (dual variables, module choice, sparsity, ...).
+        Solver diagnostics and the planner's own bookkeeping for its ``observe`` (dual variables,
+        stopping reasons, planned latency); logged, never read by a strategy.
     """
 
     selected: np.ndarray
@@ -47,6 +53,7 @@ class Allocation:
     iterations: int
     message: str
     extra: dict[str, Any] = field(default_factory=dict)
+    directives: Directives = field(default_factory=Directives)
 
     def __post_init__(self) -> None:
         sel = np.array(self.selected, dtype=bool)

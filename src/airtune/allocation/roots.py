@@ -17,23 +17,24 @@ Pure functions; every element has its own bracket and stops on its own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["BracketMethod", "bracket_root", "false_position_point"]
 
 BracketMethod = Literal["bisection", "illinois"]
 
 
-def false_position_point(lo, hi, g_lo, g_hi) -> np.ndarray:
+def false_position_point(lo: ArrayLike, hi: ArrayLike, g_lo: ArrayLike, g_hi: ArrayLike) -> np.ndarray:
     r"""Secant point of the bracket, :math:`c=b-g_b(b-a)/(g_b-g_a)`; the midpoint where that
     point is not strictly inside :math:`(a,b)` (equal values, overflow)."""
     lo, hi, g_lo, g_hi = (np.asarray(v, dtype=float) for v in (lo, hi, g_lo, g_hi))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         c = hi - g_hi * (hi - lo) / (g_hi - g_lo)
     inside = np.isfinite(c) & (c > np.minimum(lo, hi)) & (c < np.maximum(lo, hi))
-    return np.where(inside, c, 0.5 * (lo + hi))
+    return cast(np.ndarray, np.where(inside, c, 0.5 * (lo + hi)))
 
 
 def bracket_root(

@@ -32,12 +32,13 @@ from airtune.allocation.planner import (
     make_planner,
 )
 from airtune.config import Config, config_hash
-from airtune.errors import ResumeError
+from airtune.errors import ConfigError, ResumeError
 from airtune.experiment import rundir
 from airtune.experiment.checkpoint import load_checkpoint, save_checkpoint
 from airtune.experiment.round import radio_round
 from airtune.experiment.seeds import int_seed, rng
 from airtune.experiment.setup import Setup, build
+from airtune.experiment.validate import exchange_error
 from airtune.lora.adapters import lora_in_out_dims, save_adapter, save_adapter_state
 from airtune.metrics.records import RoundRecord, records_from_arrays
 from airtune.registry import ALLOCATORS
@@ -74,15 +75,20 @@ def make_engine(s: Setup) -> Engine:
 
 def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
                    on_round: Callable[[dict[str, Any]], None] | None = None,
-                   stop_after_round: int | None = None) -> dict[str, Any]:
+                   stop_after_round: int | None = None,
+                   engine_factory: Callable[[Setup], Engine] | None = None) -> dict[str, Any]:
     """Run (or continue) the experiment ``cfg`` in ``run_dir``; return the summary.
 
     ``stop_after_round`` ends the process's work after that round's checkpoint (used by tests
     to interrupt a run); ``on_round`` receives each round's metrics record (progress display).
+    ``engine_factory`` builds the engine that trains the tasks (default :func:`make_engine`, in
+    this process; ``airtune.flower.GridEngine`` sends them to Flower nodes). An engine may report
+    devices whose update never came back in ``engine.failed`` (device -> reason): they are lost
+    like an outage, charged no bits, and not aggregated.
     """
     wall0 = time.perf_counter()
     s = build(cfg)
-    engine = make_engine(s)
+    engine = (engine_factory or make_engine)(s)
     server, totals, start = s.strategy.init_state(s.initial_state), Totals(), 0
     ckpt = load_checkpoint(run_dir) if resume else None
     if ckpt is not None:
@@ -101,11 +107,22 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
             ch = step_channel(s.channel, rng(cfg.seed, "channel", rnd), cfg.wireless.fading)
             inputs = round_inputs(s, server, rnd, ch)
             plan = planner.plan(inputs)
+            for problem in (exchange_error(inputs.hints.kinds(), s.strategy.provides_hints,
+                                           f"strategy '{cfg.strategy.name}'", "hints"),
+                            exchange_error(plan.directives.kinds(), getattr(planner, "directives", frozenset()),
+                                           f"allocator '{cfg.allocation.name}'", "directives")):
+                if problem:
+                    raise ConfigError(problem)
             selected = [int(k) for k in np.flatnonzero(plan.selected)]
             seeds = {k: int_seed(cfg.seed, "batches", rnd, k) for k in selected}
             tasks = s.strategy.configure_round(rnd, server, selected, seeds, cfg.train.local_steps, plan=plan)
             ranks = s.strategy.device_ranks(server)  # the ranks trained this round (before any prune)
             updates = engine.run(tasks)
+            failed = dict(getattr(engine, "failed", None) or {})  # device -> reason (a remote engine's dead node)
+            if failed:
+                tasks = [t for t in tasks if t.device not in failed]
+                log.warning("round %d: no update from devices %s (%s): lost, not aggregated", rnd, sorted(failed),
+                            "; ".join(sorted(set(failed.values()))))
             ul_bits, dl_bits, samples, loss = (np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.nan))
             for task, up in zip(tasks, updates):
                 dl_bits[task.device] += s.strategy.downlink_bits(task, up)  # += : a device may train
@@ -113,6 +130,8 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
                 samples[up.device] += s.samples_per_round[up.device]
                 loss[up.device] = up.train_loss
             radio = price_round(s, ch, plan, ul_bits, dl_bits, samples, rnd)
+            if failed:
+                radio.delivered[sorted(failed)] = False  # nothing came back: not delivered, for the logs too
             delivered = {int(k) for k in np.flatnonzero(radio.delivered)}
             lost = [k for k in selected if k not in delivered]
             if lost:

@@ -40,7 +40,9 @@ def registry_errors(cfg: Config) -> list[str]:
                       f"fix: choose one of {', '.join(ALLOCATORS.names())}")
     else:
         errors.extend(allocator_option_errors(cfg))
+        errors.extend(declaration_errors([cfg.allocation.name], "allocator", ALLOCATORS.get))
         if cfg.strategy.name in STRATEGIES:
+            errors.extend(declaration_errors([cfg.strategy.name], "strategy", STRATEGIES.get))
             errors.extend(pair_errors(cfg.strategy.name, cfg.allocation.name))
     return errors
 
@@ -136,4 +138,35 @@ def ignored_settings(cfg: Config) -> list[str]:
         if not getattr(strategy, "uses_lora_rank", True) and cfg.lora.rank != LoraConfig().rank:
             out.append(f"lora.rank = {cfg.lora.rank} is ignored by strategy.name = '{cfg.strategy.name}' "
                        "(no adapters, or ranks from its strategy.options)")
+    return out
+
+
+def exchange_error(sent: frozenset[str], declared: frozenset[str], who: str, what: str) -> str | None:
+    """One line when a component sends a directive or hint kind it did not declare (the runner
+    checks this every round, so that ``airtune validate``'s pair check can trust the
+    declarations); None when ``sent`` is within ``declared``."""
+    extra = sorted(sent - declared)
+    if not extra:
+        return None
+    return (f"{who} sent {what} {extra} but declares only {sorted(declared)}; fix: add them to its "
+            f"declaration ({'directives' if what == 'directives' else 'provides_hints'}) or stop sending them")
+
+
+def declaration_errors(names: list[str], kind: str, get) -> list[str]:
+    """Components (of a registry) whose declared exchange kinds are not fields of
+    ``allocation.exchange.Directives`` / ``Hints`` (e.g. a typo in a plugin)."""
+    from airtune.allocation.exchange import directive_kinds, hint_kinds
+
+    valid = {"directives": directive_kinds(), "hints": hint_kinds()}
+    attrs = {"strategy": (("accepts_directives", "directives"), ("requires_directives", "directives"),
+                          ("provides_hints", "hints")),
+             "allocator": (("directives", "directives"), ("needs_hints", "hints"))}[kind]
+    out = []
+    for name in names:
+        obj = get(name)
+        for attr, space in attrs:
+            bad = sorted(set(getattr(obj, attr, frozenset())) - valid[space])
+            if bad:
+                out.append(f"{kind} '{name}' declares {attr} {bad}, which are not {space} kinds; "
+                           f"fix: use names from {sorted(valid[space])}")
     return out

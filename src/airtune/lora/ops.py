@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -145,7 +146,7 @@ def weighted_mean(tensors: Sequence[Tensor], weights: Weights) -> Tensor:
             raise ValueError(f"tensor {k} has shape {tuple(t.shape)}, tensor 0 {tuple(shape)}.")
     p = normalize_weights(weights, len(tensors), like=tensors[0])
     stacked = torch.stack([t.to(p.dtype) for t in tensors])  # (K, ...)
-    return torch.tensordot(p, stacked, dims=1).to(tensors[0].dtype)
+    return cast(Tensor, torch.tensordot(p, stacked, dims=1).to(tensors[0].dtype))
 
 
 # --------------------------------------------------------------------------- FedIT

@@ -16,6 +16,7 @@ exact stacking and FlexLoRA's SVD redistribution (papers.md §4.5, §4.3) follow
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -152,7 +153,8 @@ def flexlora_svd(delta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """
     if delta.ndim != 2:
         raise ValueError(f"delta must be a (d, n) matrix; got shape {tuple(delta.shape)}.")
-    return torch.linalg.svd(delta.to(accumulation_dtype(delta.dtype)), full_matrices=False)
+    return cast("tuple[Tensor, Tensor, Tensor]",
+                torch.linalg.svd(delta.to(accumulation_dtype(delta.dtype)), full_matrices=False))
 
 
 def flexlora_redistribute(

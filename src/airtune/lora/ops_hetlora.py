@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -194,7 +195,7 @@ def hetlora_tail_penalty(A: Tensor, B: Tensor, gamma: float) -> Tensor:
     """
     _, r, _ = check_factors(A, B)
     t = _tail_start(r, gamma)
-    return torch.linalg.vector_norm(B[:, t:]) * torch.linalg.vector_norm(A[t:])
+    return cast(Tensor, torch.linalg.vector_norm(B[:, t:]) * torch.linalg.vector_norm(A[t:]))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ Provenance tags ([K], [C], [R], [S]) are those of ``shared/design/papers.md``.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor
 
@@ -49,7 +51,7 @@ def rank_importance(A: Tensor, B: Tensor) -> Tensor:
     Tensor, shape (r,)
     """
     check_factors(A, B)
-    return torch.linalg.vector_norm(B, dim=0) * torch.linalg.vector_norm(A, dim=1)
+    return cast(Tensor, torch.linalg.vector_norm(B, dim=0) * torch.linalg.vector_norm(A, dim=1))
 
 
 def top_m_components(A: Tensor, B: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:

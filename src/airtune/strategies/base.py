@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from airtune.allocation.exchange import Hints
+from airtune.allocation.result import Allocation
 from airtune.errors import ConfigError
 from airtune.lora.adapters import LoraSpec
 from airtune.training.engine import ClientTask, ClientUpdate
@@ -98,9 +100,10 @@ class Strategy:
     uses_lora: ClassVar[bool] = True
     supports_heterogeneous_ranks: ClassVar[bool] = False   # devices may train different ranks
     # What the strategy exchanges with a planner (checked by ``airtune validate``, ``experiment/validate.py``):
-    accepts_directives: ClassVar[frozenset[str]] = frozenset()   # plan.extra kinds it reads
-    requires_directives: ClassVar[frozenset[str]] = frozenset()  # plan.extra kinds it cannot run without
-    provides_hints: ClassVar[frozenset[str]] = frozenset()       # RoundInputs.hints kinds it supplies
+    # (kinds are field names of allocation.exchange.Directives / Hints)
+    accepts_directives: ClassVar[frozenset[str]] = frozenset()   # plan.directives kinds it reads
+    requires_directives: ClassVar[frozenset[str]] = frozenset()  # plan.directives kinds it cannot run without
+    provides_hints: ClassVar[frozenset[str]] = frozenset()       # planner_hints kinds it supplies
     uses_lora_rank: ClassVar[bool] = True                        # reads lora.rank (else a warning)
     Options: ClassVar[type[BaseModel]] = NoOptions
 
@@ -127,9 +130,9 @@ class Strategy:
         return ServerState({k: v.clone() for k, v in tensors.items()})
 
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
-        """``plan`` is the round's :class:`~airtune.allocation.result.Allocation`; its ``extra`` may
-        carry directives for the strategy (sparsification ratios, module subscriptions)."""
+                        seeds: dict[int, int], steps: int, plan: Allocation | None = None) -> list[ClientTask]:
+        """``plan`` is the round's :class:`~airtune.allocation.result.Allocation`; its typed
+        ``directives`` may direct the strategy (keep ratios, module subscriptions)."""
         return [ClientTask(device=k, state=server.tensors, steps=steps, seed=seeds[k]) for k in selected]
 
     def aggregate(self, rnd: int, server: ServerState, updates: list[ClientUpdate],
@@ -166,9 +169,9 @@ class Strategy:
         bits = float(tensor_bits(server.tensors))
         return np.full(num_devices, bits), np.full(num_devices, bits)
 
-    def planner_hints(self, server: ServerState) -> dict[str, Any]:
+    def planner_hints(self, server: ServerState) -> Hints:
         """Information for the allocator before the round (``RoundInputs.hints``); none by default."""
-        return {}
+        return Hints()
 
     def device_ranks(self, server: ServerState) -> np.ndarray | None:
         """Current LoRA rank of every device, (K,); None without LoRA or without a context."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -74,10 +75,11 @@ def rank_of(state: dict[str, Tensor]) -> int:
 
 
 def rank_task(device: int, rank: int, state: dict[str, Tensor], steps: int, seed: int,
-              extra_loss=None, **info) -> ClientTask:
-    """A task that trains the adapter of rank ``rank`` (created on demand by the engine)."""
-    return ClientTask(device=device, state=state, steps=steps, seed=seed, extra_loss=extra_loss,
-                      info={"adapter": rank_adapter_name(rank), "rank": int(rank), **info})
+              **fields: Any) -> ClientTask:
+    """A task that trains the adapter of rank ``rank`` (created on demand by the engine); other
+    :class:`ClientTask` fields (``regularizer``, ``freeze``, ``base_delta``, ``memo`` ...) pass through."""
+    return ClientTask(device=device, state=state, steps=steps, seed=seed, adapter=rank_adapter_name(rank),
+                      rank=int(rank), **fields)
 
 
 def data_weights(updates: Sequence[ClientUpdate]) -> list[float]:

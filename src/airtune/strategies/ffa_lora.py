@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from airtune.allocation.result import Allocation
 from airtune.experiment.seeds import int_seed
 from airtune.lora.adapters import lora_pairs, rank_adapter_name
 from airtune.lora.ops import cross_covariance, ffa_aggregate, ffa_init_A, pad_rank
@@ -88,7 +89,7 @@ class FFALoRA(Strategy):
         return assemble(pairs, layers, head_state(t))
 
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
+                        seeds: dict[int, int], steps: int, plan: Allocation | None = None) -> list[ClientTask]:
         ranks = self.context.device_ranks
         return [rank_task(k, int(ranks[k]), self._device_state(server, int(ranks[k])), steps, seeds[k],
                           freeze=FROZEN) for k in selected]
@@ -126,4 +127,4 @@ class FFALoRA(Strategy):
 
     def global_task(self, server: ServerState) -> ClientTask:
         r = self.context.r_max
-        return ClientTask(-1, self._device_state(server, r), 0, 0, info={"adapter": rank_adapter_name(r), "rank": r})
+        return ClientTask(-1, self._device_state(server, r), 0, 0, adapter=rank_adapter_name(r), rank=r)

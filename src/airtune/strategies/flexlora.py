@@ -34,6 +34,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from airtune.allocation.result import Allocation
 from airtune.lora.adapters import lora_pairs, rank_adapter_name
 from airtune.lora.ops import truncate_rank
 from airtune.lora.ops_hetero import flexlora_aggregate, flexlora_redistribute, flexlora_svd
@@ -89,7 +90,7 @@ class FlexLoRA(Strategy):
         return assemble(pairs, layers, head_state(t))
 
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
+                        seeds: dict[int, int], steps: int, plan: Allocation | None = None) -> list[ClientTask]:
         ranks = self.context.device_ranks
         return [rank_task(k, int(ranks[k]), self._device_state(server, int(ranks[k])), steps, seeds[k])
                 for k in selected]
@@ -130,11 +131,10 @@ class FlexLoRA(Strategy):
     def global_task(self, server: ServerState) -> ClientTask:
         r = self.context.r_max
         if server.extra["delta"] is None:
-            return ClientTask(-1, server.tensors, 0, 0, info={"adapter": rank_adapter_name(r), "rank": r})
+            return ClientTask(-1, server.tensors, 0, 0, adapter=rank_adapter_name(r), rank=r)
         pairs = lora_pairs(server.tensors)
         state = assemble(pairs, zeros_like_pairs(pairs, server.tensors, r), head_state(server.tensors))
-        return ClientTask(-1, state, 0, 0, info={"adapter": rank_adapter_name(r), "rank": r,
-                                                 "base_delta": server.extra["delta"]})
+        return ClientTask(-1, state, 0, 0, adapter=rank_adapter_name(r), rank=r, base_delta=server.extra["delta"])
 
     def export_adapter(self, server: ServerState) -> tuple[int, dict[str, torch.Tensor]] | None:
         if server.extra["delta"] is None:

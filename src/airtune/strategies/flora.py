@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from airtune.allocation.result import Allocation
 from airtune.experiment.seeds import int_seed
 from airtune.lora.adapters import lora_pairs, rank_adapter_name
 from airtune.lora.ops import ffa_init_A
@@ -105,7 +106,7 @@ class FLoRA(Strategy):
         return assemble(pairs, layers, head_state(t))
 
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
+                        seeds: dict[int, int], steps: int, plan: Allocation | None = None) -> list[ClientTask]:
         ranks = self.context.device_ranks
         return [rank_task(k, int(ranks[k]), self.fresh_state(server, rnd, k, int(ranks[k])), steps, seeds[k],
                           base_delta=server.extra["merged"], receive=self.receive(server, k))
@@ -164,7 +165,7 @@ class FLoRA(Strategy):
     def downlink_payload(self, task: ClientTask) -> dict[str, torch.Tensor]:
         """The head and what the device must receive (:meth:`receive`; not the fresh adapter,
         which the device draws itself)."""
-        return {**head_state(task.state), **task.info.get("receive", {})}
+        return {**head_state(task.state), **task.receive}
 
     def planned_bits(self, server: ServerState, num_devices: int) -> tuple[np.ndarray, np.ndarray]:
         """Downlink: what ``downlink_payload`` will charge each device; uplink: the default."""
@@ -176,8 +177,7 @@ class FLoRA(Strategy):
         r = self.context.r_max
         pairs = lora_pairs(server.tensors)
         state = assemble(pairs, zeros_like_pairs(pairs, server.tensors, r), head_state(server.tensors))
-        return ClientTask(-1, state, 0, 0, info={"adapter": rank_adapter_name(r), "rank": r,
-                                                 "base_delta": server.extra["merged"]})
+        return ClientTask(-1, state, 0, 0, adapter=rank_adapter_name(r), rank=r, base_delta=server.extra["merged"])
 
     def export_adapter(self, server: ServerState) -> tuple[int, dict[str, torch.Tensor]] | None:
         if server.extra["merged"] is None:

@@ -56,6 +56,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from airtune.allocation.result import Allocation
 from airtune.lora.adapters import lora_pairs, rank_adapter_name, trainable_params
 from airtune.lora.ops import cross_covariance, pad_rank
 from airtune.lora.ops_hetlora import (
@@ -65,7 +66,7 @@ from airtune.lora.ops_hetlora import (
     hetlora_tail_penalty,
     hetlora_weights,
 )
-from airtune.registry import STRATEGIES
+from airtune.registry import REGULARIZERS, STRATEGIES
 from airtune.strategies.base import ServerState, Strategy, delivered_updates
 from airtune.strategies.common import (
     assemble,
@@ -77,6 +78,7 @@ from airtune.strategies.common import (
     rank_task,
 )
 from airtune.training.engine import ClientTask, ClientUpdate
+from airtune.training.regularizers import RegularizerSpec
 
 log = logging.getLogger("airtune")
 
@@ -99,9 +101,11 @@ class HetLoRAOptions(BaseModel):
     min_rank: int = Field(1, ge=1, description="smallest rank a device prunes to")
 
 
+@REGULARIZERS.register("hetlora_tail")
 @dataclass(frozen=True)
 class TailPenalty:
-    """``weight * sum_l ||B_l tail||_F ||A_l tail||_F`` of the active adapter (a picklable extra_loss)."""
+    """``weight * sum_l ||B_l tail||_F ||A_l tail||_F`` of the active adapter (registered
+    regulariser ``hetlora_tail``, ``training/regularizers.py``)."""
 
     gamma: float
     weight: float
@@ -140,15 +144,16 @@ class HetLoRA(Strategy):
 
     # -- contract -------------------------------------------------------------------------------
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
+                        seeds: dict[int, int], steps: int, plan: Allocation | None = None) -> list[ClientTask]:
         o = self.options
-        penalty = TailPenalty(o.prune_gamma, o.prune_lambda) if o.prune_lambda > 0 else None
+        penalty = (RegularizerSpec.of("hetlora_tail", gamma=o.prune_gamma, weight=o.prune_lambda)
+                   if o.prune_lambda > 0 else None)
         tasks = []
         for k in selected:
             r = int(server.extra["ranks"][k])
             ref = float(server.extra["tail_ref"][k])
-            tasks.append(rank_task(k, r, self._device_state(server, r), steps, seeds[k], penalty,
-                                   tail_ref=None if math.isnan(ref) else ref))
+            tasks.append(rank_task(k, r, self._device_state(server, r), steps, seeds[k], regularizer=penalty,
+                                   memo={"tail_ref": None if math.isnan(ref) else ref}))
         return tasks
 
     def aggregate(self, rnd: int, server: ServerState, updates: list[ClientUpdate],
@@ -202,7 +207,7 @@ class HetLoRA(Strategy):
         pairs = lora_pairs(state)
         tau = sum(hetlora_prune_rank(state[a], state[b], r, o.prune_gamma, None, min(o.min_rank, r)).tail_norm
                   for a, b in pairs.values())
-        prev = update.info.get("tail_ref")
+        prev = update.memo.get("tail_ref")
         new_rank = max(int(math.floor(o.prune_gamma * r)), o.min_rank)
         if prev is None or not tau < (1.0 - o.prune_rel_tol) * prev or new_rank >= r:
             return state, r, False, tau
@@ -221,7 +226,7 @@ class HetLoRA(Strategy):
 
     def global_task(self, server: ServerState) -> ClientTask:
         r = self.context.r_max
-        return ClientTask(-1, self._device_state(server, r), 0, 0, info={"adapter": rank_adapter_name(r), "rank": r})
+        return ClientTask(-1, self._device_state(server, r), 0, 0, adapter=rank_adapter_name(r), rank=r)
 
     def device_ranks(self, server: ServerState) -> np.ndarray:
         return np.asarray(server.extra["ranks"])

@@ -4,7 +4,7 @@ Per round:
 
 1. Devices train the shared-rank LoRA from the global factors with the orthogonality
    regulariser :math:`\lambda\,(\|AA^\top - I\|_F^2 + \|B^\top B - \mathrm{diag}\|_F^2)` summed over
-   adapted matrices (``ClientTask.extra_loss``). The server initialises :math:`A` with
+   adapted matrices (``ClientTask.regularizer``). The server initialises :math:`A` with
    orthonormal rows (option ``orthonormal_init``), so the penalty only has to keep it there.
 2. Each device ranks its rank-1 components by :math:`s_i = \|b_i\|\|a_i\|` (no product
    :math:`BA`, no SVD) and sends the top :math:`m_k` per matrix with an index mask
@@ -34,15 +34,18 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from airtune.allocation.exchange import Hints, SoftPayloadHint
+from airtune.allocation.result import Allocation
 from airtune.lora.adapters import lora_pairs, trainable_params
 from airtune.lora.ops_soft import orthogonality_error, orthogonality_penalty, rank_importance, truncation_error_curve
 from airtune.lora.soft_payload import kept_from_ratio, soft_payload_bits, soft_payload_table
 from airtune.lora.sparsify import partial_rank_aggregate, singular_values_from_factors, soft_select
-from airtune.registry import STRATEGIES
+from airtune.registry import REGULARIZERS, STRATEGIES
 from airtune.strategies.base import ServerState, Strategy, tensor_bits
 from airtune.strategies.common import average_heads, data_weights, head_state
 from airtune.strategies.fedit import cross_cov_norm
 from airtune.training.engine import ClientTask, ClientUpdate
+from airtune.training.regularizers import RegularizerSpec
 
 
 class SoftOptions(BaseModel):
@@ -62,9 +65,11 @@ class SoftOptions(BaseModel):
     bits_per_value: int = Field(32, ge=1, le=64, description="bits per transmitted value")
 
 
+@REGULARIZERS.register("soft_orthogonality")
 @dataclass(frozen=True)
 class OrthPenalty:
-    """``weight * sum_l (||A A^T - I||^2 + ||offdiag(B^T B)||^2)`` of the active adapter (picklable)."""
+    """``weight * sum_l (||A A^T - I||^2 + ||offdiag(B^T B)||^2)`` of the active adapter
+    (registered regulariser ``soft_orthogonality``, ``training/regularizers.py``)."""
 
     weight: float
 
@@ -73,15 +78,17 @@ class OrthPenalty:
         return self.weight * sum(orthogonality_penalty(params[a], params[b]) for a, b in lora_pairs(params).values())
 
 
-def keep_counts(plan: Any, selected: list[int], rank: int, default_ratio: float) -> dict[int, int]:
+def keep_counts(plan: Allocation | None, selected: list[int], rank: int, default_ratio: float) -> dict[int, int]:
     r"""Kept components :math:`m_k = \lceil \kappa_k r \rceil \in [1, r]` of each scheduled device.
 
-    :math:`\kappa_k` is ``plan.extra["keep_ratio"][k]`` when the plan carries one, else ``default_ratio``.
+    :math:`\kappa_k` is ``plan.directives.sparsity.keep_ratio[k]`` when the plan carries one, else
+    ``default_ratio``.
     """
-    ratios = None if plan is None else getattr(plan, "extra", {}).get("keep_ratio")
+    sparsity = None if plan is None else plan.directives.sparsity
+    ratios = None if sparsity is None else sparsity.keep_ratio
     out = {}
     for k in selected:
-        kappa = float(default_ratio if ratios is None else np.asarray(ratios, float)[k])
+        kappa = float(default_ratio if ratios is None else ratios[k])
         out[k] = int(np.clip(kept_from_ratio(1.0 - min(max(kappa, 0.0), 1.0), rank), 1, rank))
     return out
 
@@ -96,7 +103,7 @@ def orthonormal_rows(A: torch.Tensor) -> torch.Tensor:
 
 @STRATEGIES.register("soft")
 class Soft(Strategy):
-    accepts_directives = frozenset({"keep_ratio"})
+    accepts_directives = frozenset({"sparsity"})
     provides_hints = frozenset({"soft_payload"})
     """Rank-sparsified upload by SVD-free importance, near-orthogonal factors, partial-rank aggregation."""
 
@@ -120,11 +127,12 @@ class Soft(Strategy):
 
     # -- contract -------------------------------------------------------------------------------
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
+                        seeds: dict[int, int], steps: int, plan: Allocation | None = None) -> list[ClientTask]:
         m = keep_counts(plan, selected, self.rank, self.options.keep_ratio)
-        penalty = OrthPenalty(self.options.orth_weight) if self.options.orth_weight > 0 else None
-        return [ClientTask(device=k, state=server.tensors, steps=steps, seed=seeds[k], extra_loss=penalty,
-                           info={"soft_keep": m[k]}) for k in selected]
+        penalty = (RegularizerSpec.of("soft_orthogonality", weight=self.options.orth_weight)
+                   if self.options.orth_weight > 0 else None)
+        return [ClientTask(device=k, state=server.tensors, steps=steps, seed=seeds[k], regularizer=penalty,
+                           memo={"soft_keep": m[k]}) for k in selected]
 
     def aggregate(self, rnd: int, server: ServerState, updates: list[ClientUpdate],
                   delivered: set[int]) -> tuple[ServerState, dict[str, Any]]:
@@ -136,7 +144,7 @@ class Soft(Strategy):
         sent: dict[int, dict[str, tuple]] = {}
         errors, rel_errors, orth_a, orth_b, sv_gaps = {}, [], [], [], []
         for u in sorted(updates, key=lambda u: u.device):
-            m = int(u.info["soft_keep"])
+            m = int(u.memo["soft_keep"])
             res = residual.get(u.device, {})
             new_res, layers, eps, energy = {}, {}, 0.0, 0.0
             ea2 = eb2 = 0.0
@@ -166,7 +174,7 @@ class Soft(Strategy):
                 orth_b.append(math.sqrt(eb2))
         extra = {**server.extra, **({"residual": residual} if ef else {})}
         ok = sorted((u for u in updates if u.device in delivered), key=lambda u: u.device)
-        base_report = {"soft_rank": self.rank, "soft_mean_kept": float(np.mean([u.info["soft_keep"] for u in updates]))
+        base_report = {"soft_rank": self.rank, "soft_mean_kept": float(np.mean([u.memo["soft_keep"] for u in updates]))
                        if updates else None}
         if not ok:
             return ServerState(g, extra), {**base_report, "aggregated": 0, "cross_cov_fro": None,
@@ -205,14 +213,14 @@ class Soft(Strategy):
 
     def uplink_bits(self, update: ClientUpdate) -> int:
         """Kept columns of B and rows of A, the index coding (``soft_payload``), and the head."""
-        return self._bits(update.state, int(update.info["soft_keep"]))
+        return self._bits(update.state, int(update.memo["soft_keep"]))
 
     def planned_bits(self, server: ServerState, num_devices: int) -> tuple[np.ndarray, np.ndarray]:
         m = int(kept_from_ratio(1.0 - self.options.keep_ratio, self.rank))
         return (np.full(num_devices, float(self._bits(server.tensors, max(m, 1)))),
                 np.full(num_devices, float(tensor_bits(server.tensors))))
 
-    def planner_hints(self, server: ServerState) -> dict[str, Any]:
+    def planner_hints(self, server: ServerState) -> Hints:
         """For TSFA: the rank, the payload table S(m), m = 0..r (bits incl. head), and the relative
         truncation-error curve of the global factors' scores (None while all scores are zero)."""
         o, g = self.options, server.tensors
@@ -221,5 +229,5 @@ class Soft(Strategy):
         curve = sum(truncation_error_curve(rank_importance(g[a], g[b])).double()
                     for a, b in lora_pairs(g).values())
         total = float(curve[0])
-        return {"soft_rank": self.rank, "soft_payload_bits": table.astype(float),
-                "soft_error_curve": (curve / total).numpy() if total > 0 else None}
+        return Hints(soft_payload=SoftPayloadHint(rank=self.rank, payload_bits=table.astype(float),
+                                                  error_curve=(curve / total).numpy() if total > 0 else None))

@@ -10,7 +10,7 @@ r"""Sparsification baselines of SOFT [kim2025soft] (papers.md §2.8 [R] our reco
     truncated SVD factors (:math:`m(d+n)` values per matrix, no index bits); the server averages
     the products and redistributes a rank-:math:`r` SVD, as FlexLoRA [bai2024flexlora] does.
 
-Both read the per-device keep ratio from ``plan.extra["keep_ratio"]`` when a planner sets it,
+Both read the per-device keep ratio from ``plan.directives.sparsity`` when a planner sets it,
 else from their ``keep_ratio`` option (:func:`airtune.strategies.soft.keep_counts`).
 """
 
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from airtune.allocation.result import Allocation
 from airtune.lora.adapters import lora_pairs
 from airtune.lora.soft_payload import soft_payload_bits
 from airtune.lora.sparsify import kept_elements, masked_aggregate, svd_truncate, topk_mask, topk_payload_bits
@@ -39,9 +40,10 @@ def _factor_keys(state: dict[str, torch.Tensor]) -> list[str]:
     return [k for pair in lora_pairs(state).values() for k in pair]
 
 
-def _keep_ratios(plan: Any, selected: list[int], default: float) -> dict[int, float]:
-    ratios = None if plan is None else getattr(plan, "extra", {}).get("keep_ratio")
-    return {k: float(default if ratios is None else np.clip(np.asarray(ratios, float)[k], 1e-9, 1.0))
+def _keep_ratios(plan: Allocation | None, selected: list[int], default: float) -> dict[int, float]:
+    sparsity = None if plan is None else plan.directives.sparsity
+    ratios = None if sparsity is None else sparsity.keep_ratio
+    return {k: float(default if ratios is None else np.clip(ratios[k], 1e-9, 1.0))
             for k in selected}
 
 
@@ -61,17 +63,17 @@ class TopkOptions(BaseModel):
 
 @STRATEGIES.register("topk_lora")
 class TopkLoRA(Strategy):
-    accepts_directives = frozenset({"keep_ratio"})
+    accepts_directives = frozenset({"sparsity"})
     """FedIT with element-wise top-k magnitude sparsification of A and B separately (naive baseline)."""
 
     name = "topk_lora"
     Options = TopkOptions
 
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
+                        seeds: dict[int, int], steps: int, plan: Allocation | None = None) -> list[ClientTask]:
         kappa = _keep_ratios(plan, selected, self.options.keep_ratio)
         return [ClientTask(device=k, state=server.tensors, steps=steps, seed=seeds[k],
-                           info={"topk_ratio": kappa[k]}) for k in selected]
+                           memo={"topk_ratio": kappa[k]}) for k in selected]
 
     def _mask(self, g: torch.Tensor, x: torch.Tensor, ratio: float) -> torch.Tensor:
         score = x - g if self.options.select_on == "delta" else x
@@ -86,7 +88,7 @@ class TopkLoRA(Strategy):
         new, effective = dict(g), [dict(u.state) for u in ok]
         dropped, total = 0.0, 0.0
         for key in _factor_keys(g):
-            masks = [self._mask(g[key], u.state[key], float(u.info["topk_ratio"])) for u in ok]
+            masks = [self._mask(g[key], u.state[key], float(u.memo["topk_ratio"])) for u in ok]
             new[key] = masked_aggregate(g[key], [u.state[key] for u in ok], masks, weights, self.options.aggregation)
             for st, u, mk in zip(effective, ok, masks):
                 st[key] = torch.where(mk, u.state[key], g[key])
@@ -103,7 +105,7 @@ class TopkLoRA(Strategy):
         o, s = self.options, update.state
         keys = _factor_keys(s)
         numels = [s[k].numel() for k in keys]
-        kept = [kept_elements(n, float(update.info["topk_ratio"])) for n in numels]
+        kept = [kept_elements(n, float(update.memo["topk_ratio"])) for n in numels]
         return topk_payload_bits(numels, kept, o.bits_per_value, o.index_coding) + tensor_bits(head_state(s))
 
 
@@ -118,7 +120,7 @@ class SvdOptions(FlexLoRAOptions):
 
 @STRATEGIES.register("svd_lora")
 class SvdLoRA(FlexLoRA):
-    accepts_directives = frozenset({"keep_ratio"})
+    accepts_directives = frozenset({"sparsity"})
     """Rank-m truncated SVD of each device's B A as the upload (oracle); FlexLoRA aggregation."""
 
     name = "svd_lora"
@@ -126,10 +128,10 @@ class SvdLoRA(FlexLoRA):
     Options = SvdOptions
 
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
+                        seeds: dict[int, int], steps: int, plan: Allocation | None = None) -> list[ClientTask]:
         m = keep_counts(plan, selected, self.context.lora.rank, self.options.keep_ratio)
         tasks = super().configure_round(rnd, server, selected, seeds, steps, plan)
-        return [dataclasses.replace(t, info={**t.info, "svd_keep": m[t.device]}) for t in tasks]
+        return [dataclasses.replace(t, memo={**t.memo, "svd_keep": m[t.device]}) for t in tasks]
 
     def aggregate(self, rnd: int, server: ServerState, updates: list[ClientUpdate],
                   delivered: set[int]) -> tuple[ServerState, dict[str, Any]]:
@@ -137,7 +139,7 @@ class SvdLoRA(FlexLoRA):
         scale2 = self.context.scale(self.context.lora.rank) ** 2
         with serial_linalg():
             for u in updates:
-                m, st, err = int(u.info["svd_keep"]), dict(u.state), 0.0
+                m, st, err = int(u.memo["svd_keep"]), dict(u.state), 0.0
                 for a_key, b_key in lora_pairs(st).values():
                     st[a_key], st[b_key], sigma = svd_truncate(st[a_key], st[b_key], m)
                     err += float(sigma[m:].double().pow(2).sum())
@@ -154,6 +156,6 @@ class SvdLoRA(FlexLoRA):
         """m(d + n) values per adapted matrix (no index bits) plus the dense head."""
         s = update.state
         dims = [(int(s[a].shape[1]), int(s[b].shape[0])) for a, b in lora_pairs(s).values()]
-        bits = soft_payload_bits(int(update.info["svd_keep"]), dims, self.context.lora.rank,
+        bits = soft_payload_bits(int(update.memo["svd_keep"]), dims, self.context.lora.rank,
                                  self.options.bits_per_value, "none")
         return int(bits) + tensor_bits(head_state(s))

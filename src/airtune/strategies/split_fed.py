@@ -31,12 +31,14 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from airtune.allocation.result import Allocation
 from airtune.lora.adapters import head_keys
 from airtune.registry import STRATEGIES
 from airtune.strategies.aggregate import fedavg
 from airtune.strategies.base import ServerState, Strategy, delivered_updates, tensor_bits
 from airtune.strategies.common import data_weights, head_state
 from airtune.training.engine import ClientTask, ClientUpdate
+from airtune.training.split_loop import LinkTraffic
 
 BITS_PER_VALUE = 32        # fp32 activations: the prior of the traffic estimate before any round
 LENGTH_BITS = 32           # one int32 length per example (the attention mask)
@@ -54,6 +56,15 @@ class SplitOptions(BaseModel):
                               "pooled: the server pools and sends one feature per example")
 
 
+
+def _traffic(update: ClientUpdate) -> LinkTraffic:
+    """The split loop's measured link traffic of an update (none: the update did not come from
+    the split loop, a configuration error)."""
+    if update.traffic is None:
+        raise ValueError(f"device {update.device}'s update carries no split-loop traffic (ClientUpdate.traffic); "
+                         "it was not trained with ClientTask.loop = 'split'")
+    return update.traffic
+
 @STRATEGIES.register("split_fedlora")
 class SplitFedLoRA(Strategy):
     """Split federated LoRA with per-iteration activation traffic priced on the channel."""
@@ -63,12 +74,11 @@ class SplitFedLoRA(Strategy):
 
     # -- the contract -------------------------------------------------------------------------
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
-        info: dict[str, Any] = {"loop": "split", "downlink": self.options.downlink}
-        if self.options.server_lora == "shared":
-            info["chain"] = tuple(k for k in server.tensors if k not in head_keys(server.tensors))
-        return [ClientTask(device=k, state=server.tensors, steps=steps, seed=seeds[k], info=dict(info))
-                for k in selected]
+                        seeds: dict[int, int], steps: int, plan: Allocation | None = None) -> list[ClientTask]:
+        chain = (tuple(k for k in server.tensors if k not in head_keys(server.tensors))
+                 if self.options.server_lora == "shared" else ())
+        return [ClientTask(device=k, state=server.tensors, steps=steps, seed=seeds[k], loop="split",
+                           downlink=self.options.downlink, chain=chain) for k in selected]
 
     def aggregate(self, rnd: int, server: ServerState, updates: list[ClientUpdate],
                   delivered: set[int]) -> tuple[ServerState, dict[str, Any]]:
@@ -90,8 +100,8 @@ class SplitFedLoRA(Strategy):
             tensors.update(fedavg([head_state(u.state) for u in ok], data_weights(ok)))
         copies = len(trained) if self.options.server_lora == "per_device" else min(len(trained), 1)
         report = {"aggregated": len(ok), "lora_copies": copies,
-                  "split_uplink_bits": int(sum(u.info.get("split_uplink_bits", 0) for u in updates)),
-                  "split_downlink_bits": int(sum(u.info.get("split_downlink_bits", 0) for u in updates))}
+                  "split_uplink_bits": int(sum(_traffic(u).uplink_bits for u in updates)),
+                  "split_downlink_bits": int(sum(_traffic(u).downlink_bits for u in updates))}
         return ServerState(tensors, extra), report
 
     # -- what crosses the air -----------------------------------------------------------------
@@ -103,11 +113,11 @@ class SplitFedLoRA(Strategy):
 
     def downlink_bits(self, task: ClientTask, update: ClientUpdate) -> int:
         """The global head plus every iteration's features (and clipping factor), as measured."""
-        return tensor_bits(self.downlink_payload(task)) + int(update.info["split_downlink_bits"])
+        return tensor_bits(self.downlink_payload(task)) + int(_traffic(update).downlink_bits)
 
     def uplink_bits(self, update: ClientUpdate) -> int:
         """The trained head plus every iteration's embeddings, lengths and feature gradients."""
-        return tensor_bits(self.uplink_payload(update)) + int(update.info["split_uplink_bits"])
+        return tensor_bits(self.uplink_payload(update)) + int(_traffic(update).uplink_bits)
 
     def device_compute_fraction(self) -> float:
         """Device share of a sample's training FLOPs: embedding + head (``models/profile.py``)."""
@@ -150,8 +160,8 @@ def measured_bits_per_sample(updates: list[ClientUpdate], samples_per_round: np.
     if samples_per_round is None:
         raise ValueError("split_fedlora needs samples_per_round in its context")
     n = float(sum(samples_per_round[u.device] for u in updates))
-    up = sum(u.info["split_uplink_bits"] for u in updates)
-    down = sum(u.info["split_downlink_bits"] for u in updates)
+    up = sum(_traffic(u).uplink_bits for u in updates)
+    down = sum(_traffic(u).downlink_bits for u in updates)
     return float(up) / n, float(down) / n
 
 

@@ -5,7 +5,7 @@ papers.md §3.3 [B structure, R details]. The base station keeps :math:`M` LoRA 
 modules is configuration (``module_ranks``, default :math:`\{4, 8, 16, 32\}`; two modules may
 share a rank). Each round the planner (``allocation.name = model_switching``,
 :mod:`airtune.allocation.switching.planner`) says which module(s) each scheduled device
-subscribes to, in ``plan.extra["modules"]``: a (K,) module index (``-1`` idle) or a (K, M)
+subscribes to, in ``plan.directives.modules``: a (K,) module index (``-1`` idle) or a (K, M)
 boolean mask (at most ``max_modules_per_device`` per row).
 
 Server state
@@ -31,11 +31,10 @@ Initialisation [R]: module :math:`m`'s :math:`A_m` is drawn like PEFT's default
 dimension) from the stream ``int_seed(seed, "strategy", 1, m)``, :math:`B_m = 0`, and every
 module starts from the model's initial head.
 
-One source for the module set: the strategy option ``module_ranks``. The strategy hands the
+One owner for the module set: the strategy option ``module_ranks``. The strategy hands the
 ranks and each module's exact payload to the planner before every round
-(:meth:`planner_hints`); a planner option ``module_ranks``, if given, must agree (the planner
-raises a one-line :class:`~airtune.errors.ConfigError` at the first round otherwise), and the
-strategy checks ``plan.extra["module_ranks"]`` once more before any training.
+(:meth:`planner_hints`, a :class:`~airtune.allocation.exchange.ModuleSetHint`); the planner has
+no module option of its own.
 """
 
 from __future__ import annotations
@@ -47,6 +46,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from airtune.allocation.exchange import Hints, ModuleSetHint
+from airtune.allocation.result import Allocation
 from airtune.errors import ConfigError
 from airtune.experiment.seeds import int_seed
 from airtune.lora.adapters import lora_pairs
@@ -74,14 +75,14 @@ def subscriptions(modules: Any, num_devices: int, num_modules: int) -> np.ndarra
     if arr.shape == (num_devices,):
         idx = arr.astype(int)
         if np.any((idx < -1) | (idx >= num_modules)):
-            raise ValueError(f"plan.extra['modules'] has indices outside [-1, {num_modules - 1}]")
+            raise ValueError(f"plan.directives.modules has indices outside [-1, {num_modules - 1}]")
         mask = np.zeros((num_devices, num_modules), dtype=bool)
         on = idx >= 0
         mask[np.flatnonzero(on), idx[on]] = True
         return mask
     if arr.shape == (num_devices, num_modules):
         return arr.astype(bool)
-    raise ValueError(f"plan.extra['modules'] must have shape ({num_devices},) or ({num_devices}, {num_modules}); "
+    raise ValueError(f"plan.directives.modules must have shape ({num_devices},) or ({num_devices}, {num_modules}); "
                      f"got {arr.shape}")
 
 
@@ -92,7 +93,7 @@ class SwitchingOptions(BaseModel):
 
     module_ranks: list[PositiveInt] = Field(
         default_factory=lambda: [4, 8, 16, 32], min_length=1,
-        description="LoRA rank of each module kept at the base station (must equal allocation.options.module_ranks)")
+        description="LoRA rank of each module kept at the base station (the planner reads them from here)")
     max_modules_per_device: int = Field(1, ge=1, description="modules a device may train in one round")
     ensemble: Literal["all", "trained"] = Field(
         "all", description="inference ensemble: all modules (paper eq. 3) or those that aggregated an update")
@@ -141,23 +142,19 @@ class ModelSwitching(Strategy):
 
     def _task(self, m: int, server: ServerState, device: int, steps: int, seed: int) -> ClientTask:
         return ClientTask(device=device, state=self.module_state(server, m), steps=steps, seed=seed,
-                          info={"adapter": module_adapter_name(m), "rank": self.ranks[m], "module": int(m)})
+                          adapter=module_adapter_name(m), rank=self.ranks[m], memo={"module": int(m)})
 
     # -- contract -------------------------------------------------------------------------------
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
-                        seeds: dict[int, int], steps: int, plan: Any = None) -> list[ClientTask]:
-        extra = getattr(plan, "extra", None) or {}
-        if "modules" not in extra:
+                        seeds: dict[int, int], steps: int, plan: Allocation | None = None) -> list[ClientTask]:
+        directive = None if plan is None else plan.directives.modules
+        if plan is None or directive is None:
             raise ConfigError("strategy.name = 'model_switching': the allocator gave no module subscriptions "
-                              "(plan.extra['modules']); fix: set allocation.name=model_switching")
-        planned = extra.get("module_ranks")
-        if planned is not None and [int(r) for r in planned] != self.ranks:
-            raise ConfigError(f"allocation.options.module_ranks = {[int(r) for r in planned]} differs from "
-                              f"strategy.options.module_ranks = {self.ranks}; fix: give both the same list")
+                              "(plan.directives.modules); fix: set allocation.name=model_switching")
         K = len(plan.selected)
-        mask = subscriptions(extra["modules"], K, len(self.ranks))
+        mask = subscriptions(directive.modules, K, len(self.ranks))
         if not np.array_equal(mask.any(axis=1), np.asarray(plan.selected, bool)):
-            raise ValueError("plan.selected and plan.extra['modules'] disagree on who takes part")
+            raise ValueError("plan.selected and plan.directives.modules disagree on who takes part")
         too_many = np.flatnonzero(mask.sum(axis=1) > self.options.max_modules_per_device)
         if too_many.size:
             raise ConfigError(f"strategy.options.max_modules_per_device = {self.options.max_modules_per_device}: "
@@ -179,14 +176,14 @@ class ModelSwitching(Strategy):
         counts = np.array(server.extra["updates"], dtype=np.int64, copy=True)
         delivered_per_module = [0] * M
         for m in range(M):
-            mine = [u for u in ok if u.info["module"] == m]
+            mine = [u for u in ok if u.memo["module"] == m]
             if not mine:
                 continue  # nobody delivered module m: it keeps its value
             avg = fedavg([u.state for u in mine], [float(u.num_samples) for u in mine])
             tensors.update({_prefix(m) + k: v for k, v in avg.items()})
             delivered_per_module[m] = len(mine)
             counts[m] += len(mine)
-        subscribed = [sum(1 for u in updates if u.info["module"] == m) for m in range(M)]
+        subscribed = [sum(1 for u in updates if u.memo["module"] == m) for m in range(M)]
         report = {"aggregated": len(ok), "module_subscribed": subscribed, "module_delivered": delivered_per_module,
                   "modules_trained": int(np.count_nonzero(counts))}
         return ServerState(tensors, {**server.extra, "updates": counts}), report
@@ -209,12 +206,11 @@ class ModelSwitching(Strategy):
         bits = max(float(tensor_bits(self.module_state(server, m))) for m in range(len(self.ranks)))
         return np.full(num_devices, bits), np.full(num_devices, bits)
 
-    def planner_hints(self, server: ServerState) -> dict[str, Any]:
-        """The module set for the planner: ``module_ranks`` and each module's exact upload size
-        ``module_payload_bits`` (LoRA factors and head, as :meth:`uplink_bits` counts them)."""
-        return {"module_ranks": list(self.ranks),
-                "module_payload_bits": [float(tensor_bits(self.module_state(server, m)))
-                                        for m in range(len(self.ranks))]}
+    def planner_hints(self, server: ServerState) -> Hints:
+        """The module set for the planner: the ranks and each module's exact upload size in bits
+        (LoRA factors and head, as :meth:`uplink_bits` counts them)."""
+        bits = [float(tensor_bits(self.module_state(server, m))) for m in range(len(self.ranks))]
+        return Hints(modules=ModuleSetHint(ranks=tuple(self.ranks), payload_bits=np.asarray(bits)))
 
     def device_ranks(self, server: ServerState) -> np.ndarray | None:
         """None: a device's rank is the rank of the module it subscribes to, which changes per round

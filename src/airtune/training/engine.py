@@ -10,8 +10,9 @@ difference from frameworks that construct a PEFT model inside every client's ``f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -30,18 +31,80 @@ from airtune.lora.adapters import (
 )
 from airtune.training.device import to_device
 from airtune.training.local import OptimConfig, make_optimizer, train_steps
+from airtune.training.regularizers import RegularizerSpec
+from airtune.training.split_loop import LinkTraffic
+
+# JSON scalars: what a strategy may note on a task for itself (returned in the update).
+Memo = Mapping[str, int | float | str | bool | None]
+
+
+def _check_memo(memo: Mapping[str, object], owner: str) -> dict[str, int | float | str | bool | None]:
+    out: dict[str, int | float | str | bool | None] = {}
+    for k, v in memo.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        if not (v is None or isinstance(v, (bool, int, float, str))) or not isinstance(k, str):
+            raise TypeError(f"{owner}.memo[{k!r}] = {type(v).__name__}: a memo holds str keys and JSON scalars only "
+                            "(tensors go in state/receive/base_delta)")
+        out[k] = v
+    return out
 
 
 @dataclass(frozen=True)
 class ClientTask:
-    """What one scheduled device trains this round."""
+    """What one scheduled device trains this round: typed, and serialisable field by field
+    (tensors, tuples of names, JSON scalars, a :class:`RegularizerSpec`; ``airtune.flower``).
+
+    The engine acts on every field but ``receive`` and ``memo``; a task with only the first four
+    trains the single active adapter.
+
+    ``adapter`` (str) and ``rank`` (int)
+        Activate this LoRA adapter (heterogeneous ranks: one adapter per rank on the shared base
+        model), creating it with ``rank`` if missing. Only its factors and head train.
+    ``freeze`` (tuple of str)
+        Factors of the active adapter that stay frozen, e.g. ``("lora_A",)`` (FFA-LoRA).
+    ``base_delta`` (dict prefix -> (d, n) Tensor)
+        Offsets added to the pre-trained weights of the adapted layers for this task
+        (FLoRA's merged updates, FlexLoRA's full-size global update at evaluation). None: the
+        pre-trained weights. Applied only when it changes (compared by identity).
+    ``loop`` (``"local"`` | ``"split"``) and ``downlink`` (``"tokens"`` | ``"pooled"``)
+        ``split``: train with the split loop of ``training/split_loop.py`` (split federated
+        LoRA): the head on the device, the LoRA factors on the server; the update then carries
+        the measured link traffic (``ClientUpdate.traffic``).
+    ``chain`` (tuple of str)
+        Keys of the state that start from the *previous* task's trained values in the same
+        ``run`` call instead of ``state`` (SFL-V2: one server-side LoRA updated device after
+        device); the first task of the call uses its own ``state``.
+    ``regularizer``
+        Added to the loss at every step (``training/regularizers.py``).
+    ``receive``
+        Tensors the device receives besides ``state`` (FLoRA's stacked update, from which it
+        forms ``base_delta``); charged on the downlink by the strategy, not read by the engine.
+    ``memo``
+        The strategy's own notes (JSON scalars), returned unchanged in the update.
+    """
 
     device: int
     state: dict[str, torch.Tensor]          # starting trainable tensors (downlinked)
     steps: int
     seed: int                                # batch order and dropout of this update
-    extra_loss: Callable[[nn.Module], torch.Tensor] | None = None
-    info: dict = field(default_factory=dict)  # strategy-specific, see Engine.load_task
+    adapter: str | None = None
+    rank: int | None = None
+    freeze: tuple[str, ...] = ()
+    base_delta: dict[str, torch.Tensor] | None = None
+    loop: Literal["local", "split"] = "local"
+    downlink: Literal["tokens", "pooled"] = "tokens"
+    chain: tuple[str, ...] = ()
+    regularizer: RegularizerSpec | None = None
+    receive: dict[str, torch.Tensor] = field(default_factory=dict)
+    memo: Memo = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "memo", _check_memo(self.memo, "ClientTask"))
+        object.__setattr__(self, "freeze", tuple(self.freeze))
+        object.__setattr__(self, "chain", tuple(self.chain))
+        if self.rank is not None:
+            object.__setattr__(self, "rank", int(self.rank))
 
 
 @dataclass(frozen=True)
@@ -52,7 +115,11 @@ class ClientUpdate:
     state: dict[str, torch.Tensor]
     num_samples: int                          # size of the device's local dataset
     train_loss: float
-    info: dict = field(default_factory=dict)
+    memo: Memo = field(default_factory=dict)  # the task's memo, unchanged
+    traffic: LinkTraffic | None = None        # split loop: bits that crossed the device-server link
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "memo", _check_memo(self.memo, "ClientUpdate"))
 
 
 def device_batches(data: TokenizedDataset, indices: np.ndarray, steps: int, batch_size: int,
@@ -70,27 +137,7 @@ def device_batches(data: TokenizedDataset, indices: np.ndarray, steps: int, batc
 class Engine:
     """Runs client tasks on one shared model, sequentially (2 CPU cores: training is compute-bound).
 
-    Keys of ``ClientTask.info`` that the engine acts on (all optional; a task without them runs
-    on the single active adapter exactly as before):
-
-    ``adapter`` (str) and ``rank`` (int)
-        Activate this LoRA adapter (heterogeneous ranks: one adapter per rank on the shared base
-        model), creating it with ``rank`` if missing. Only its factors and head train.
-    ``freeze`` (tuple of str)
-        Factors of the active adapter that stay frozen, e.g. ``("lora_A",)`` (FFA-LoRA).
-    ``base_delta`` (dict prefix -> (d, n) Tensor)
-        Offsets added to the pre-trained weights of the adapted layers for this task
-        (FLoRA's merged updates, FlexLoRA's full-size global update at evaluation). Absent or
-        None: the pre-trained weights. Applied only when it changes (compared by identity).
-    ``loop`` (``"split"``) and ``downlink`` (``"tokens"`` | ``"pooled"``)
-        Train with the split loop of ``training/split_loop.py`` (split federated LoRA): the
-        head on the device, the LoRA factors on the server; the update's ``info`` then carries
-        the measured link traffic (``split_uplink_bits``, ``split_downlink_bits``,
-        ``split_iterations``).
-    ``chain`` (tuple of str)
-        Keys of the state that start from the *previous* task's trained values in the same
-        ``run`` call instead of ``state`` (SFL-V2: one server-side LoRA updated device after
-        device); the first task of the call uses its own ``state``.
+    What it does with each field of a task: see :class:`ClientTask`.
     """
 
     def __init__(self, model: nn.Module, data: TokenizedDataset, partitions: list[np.ndarray],
@@ -107,13 +154,12 @@ class Engine:
 
     def load_task(self, task: ClientTask) -> None:
         """Write a task's starting point into the shared model: adapter, base offset, state, freezing."""
-        info = task.info
-        if info.get("adapter") is not None:
-            use_adapter(self.model, info["adapter"], info.get("rank"))
-        self._apply_base_delta(info.get("base_delta"))
+        if task.adapter is not None:
+            use_adapter(self.model, task.adapter, task.rank)
+        self._apply_base_delta(task.base_delta)
         load_trainable_state(self.model, task.state)
         if self._peft:
-            freeze_factors(self.model, info.get("freeze", ()))
+            freeze_factors(self.model, task.freeze)
 
     def _apply_base_delta(self, delta: dict[str, torch.Tensor] | None) -> None:
         if delta is self._delta:
@@ -138,25 +184,25 @@ class Engine:
         idx = self.partitions[task.device]
         dev = next(self.model.parameters()).device
         batches = (to_device(b, dev) for b in device_batches(self.data, idx, task.steps, self.batch_size, rng))
-        info = dict(task.info)
-        if info.get("loop") == "split":
+        traffic = None
+        if task.loop == "split":
             losses, traffic = self._run_split(task, params, batches)
-            info.update(traffic.as_info())
         else:
             opt = make_optimizer(params, self.optim, lambda k: k in self.head_keys)
-            losses = train_steps(self.model, batches, opt, self.optim, task.extra_loss)
+            extra = None if task.regularizer is None else task.regularizer.build()
+            losses = train_steps(self.model, batches, opt, self.optim, extra)
         state = {k: v.cpu() for k, v in trainable_state(self.model).items()}   # server state lives on the CPU
-        return ClientUpdate(task.device, state, len(idx), float(np.mean(losses)), info)
+        return ClientUpdate(task.device, state, len(idx), float(np.mean(losses)), task.memo, traffic)
 
     def _run_split(self, task: ClientTask, params, batches):
         """Split federated LoRA: head optimiser on the device, LoRA optimiser on the server."""
         from airtune.lora.split import split_model
         from airtune.training.split_loop import split_train_steps
 
-        if task.extra_loss is not None:
-            raise ValueError("the split loop does not support extra_loss (the server cannot add a "
+        if task.regularizer is not None:
+            raise ValueError("the split loop does not support a regularizer (the server cannot add a "
                              "regulariser over the device's head, nor the device over the LoRA)")
-        device, server = split_model(self.model, task.info.get("downlink", "tokens"))
+        device, server = split_model(self.model, task.downlink)
         head = {k: p for k, p in params.items() if k in self.head_keys}
         lora = {k: p for k, p in params.items() if k not in self.head_keys}
         device_opt = make_optimizer(head, self.optim, lambda k: True)
@@ -167,8 +213,7 @@ class Engine:
     def run(self, tasks: list[ClientTask]) -> list[ClientUpdate]:
         out: list[ClientUpdate] = []
         for t in tasks:
-            chain = t.info.get("chain")
-            if chain and out:
-                t = replace(t, state={**t.state, **{k: out[-1].state[k] for k in chain}})
+            if t.chain and out:
+                t = replace(t, state={**t.state, **{k: out[-1].state[k] for k in t.chain}})
             out.append(self.run_one(t))
         return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -148,7 +149,7 @@ def compute_latency_s(
     Source: papers.md §1.3 / §3.3 [R].
     """
     c = np.asarray(cycles_per_sample, dtype=float)
-    return c * np.asarray(num_samples, dtype=float) / np.asarray(cpu_freq_hz, dtype=float)
+    return cast(np.ndarray, c * np.asarray(num_samples, dtype=float) / np.asarray(cpu_freq_hz, dtype=float))
 
 
 def compute_energy_j(
@@ -180,7 +181,7 @@ def compute_energy_j(
     """
     f = np.asarray(cpu_freq_hz, dtype=float)
     c = np.asarray(cycles_per_sample, dtype=float)
-    return kappa * c * np.asarray(num_samples, dtype=float) * f**2
+    return cast(np.ndarray, kappa * c * np.asarray(num_samples, dtype=float) * f**2)
 
 
 def comm_latency_s(payload_bits: ArrayLike, rate_bps: ArrayLike) -> np.ndarray:
@@ -379,8 +380,8 @@ def device_latency_s(compute_s: ArrayLike, server_s: ArrayLike, uplink_s: ArrayL
     r"""A device's round latency :math:`T_k = \tau^{\mathrm{cmp}}_k + \tau^{\mathrm{srv}}_k + t^{\mathrm{ul}}_k
     + t^{\mathrm{dl}}_k` in s, shape (K,): the one definition that :func:`round_costs` (the runner)
     and the planners (``allocation/planner.planned_latency_s``) use. papers.md §1.3 [R]."""
-    return (np.asarray(compute_s, float) + np.asarray(server_s, float) + np.asarray(uplink_s, float)
-            + np.asarray(downlink_s, float))
+    return cast(np.ndarray, np.asarray(compute_s, float) + np.asarray(server_s, float) + np.asarray(uplink_s, float)
+                + np.asarray(downlink_s, float))
 
 
 def round_latency_s(latency_s: ArrayLike, selected: ArrayLike) -> float:

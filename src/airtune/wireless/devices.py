@@ -22,7 +22,7 @@ NUM_MEMORY_TIERS = 3
 
 
 def _frozen(x: ArrayLike, dtype: type) -> np.ndarray:
-    arr = np.array(x, dtype=dtype)
+    arr: np.ndarray = np.array(x, dtype=dtype)
     arr.setflags(write=False)
     return arr
 

@@ -32,6 +32,7 @@ probability (tested against it and against an explicit PPP simulation).
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -72,11 +73,11 @@ def interference_scale_w(density_per_m2: float, interferer_power_w: float, path_
 
 def _a(u: np.ndarray, delta: float) -> np.ndarray:
     """Zolotarev's function A(u) of the module docstring, for u in (0, pi)."""
-    return (np.sin(delta * u) ** (delta / (1 - delta)) * np.sin((1 - delta) * u)
-            / np.sin(u) ** (1 / (1 - delta)))
+    return cast(np.ndarray, np.sin(delta * u) ** (delta / (1 - delta)) * np.sin((1 - delta) * u)
+                / np.sin(u) ** (1 / (1 - delta)))
 
 
-def sample_positive_stable(rng: np.random.Generator, delta: float, size) -> np.ndarray:
+def sample_positive_stable(rng: np.random.Generator, delta: float, size: int | tuple[int, ...]) -> np.ndarray:
     r"""Draws of :math:`X`, :math:`\mathbb E e^{-sX}=e^{-s^\delta}`, by Kanter's method (module docstring)."""
     if not 0 < delta < 1:
         raise ValueError(f"delta = {delta} must lie in (0, 1)")
@@ -85,7 +86,8 @@ def sample_positive_stable(rng: np.random.Generator, delta: float, size) -> np.n
     return (_a(u, delta) / e) ** ((1 - delta) / delta)
 
 
-def sample_interference_w(rng: np.random.Generator, scale_w: float, delta: float, size) -> np.ndarray:
+def sample_interference_w(rng: np.random.Generator, scale_w: float, delta: float,
+                          size: int | tuple[int, ...]) -> np.ndarray:
     """Aggregate PPP interference power in W (0 without interferers); one draw per entry of ``size``."""
     x = sample_positive_stable(rng, delta, size)
     return scale_w * x

@@ -39,7 +39,7 @@ scheduled device, error-free at the Shannon rate of the realised channel (our ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -61,13 +61,16 @@ from airtune.wireless.interference import (
 from airtune.wireless.outage import ppp_success_probability
 from airtune.wireless.units import db_to_linear, dbm_to_w
 
+if TYPE_CHECKING:
+    from airtune.config.schema import WirelessConfig
+
 __all__ = ["CSI_DEFAULTS", "CsiMode", "LINK_MODES", "LinkModel", "LinkMode", "LinkRealisation", "link_from_config"]
 
 LinkMode = Literal["error_free", "fixed_rate_outage", "adaptive_outage"]
 CsiMode = Literal["instantaneous", "statistical"]
 LINK_MODES: tuple[str, ...] = ("error_free", "fixed_rate_outage", "adaptive_outage")
-CSI_DEFAULTS: dict[str, str] = {"error_free": "instantaneous", "fixed_rate_outage": "statistical",
-                                "adaptive_outage": "instantaneous"}
+CSI_DEFAULTS: dict[str, CsiMode] = {"error_free": "instantaneous", "fixed_rate_outage": "statistical",
+                                    "adaptive_outage": "instantaneous"}
 DECODE_RTOL = 1e-9
 """Relative tolerance of the decodability test, for rates computed from the same SINR."""
 
@@ -126,7 +129,7 @@ class LinkModel:
         return stable_index(self.path_loss_exponent)
 
     @property
-    def rate_model(self) -> str:
+    def rate_model(self) -> Literal["fixed", "shannon"]:
         """How the allocation solvers model the rate: ``"fixed"`` or ``"shannon"`` (rate_model.py)."""
         return "fixed" if self.mode == "fixed_rate_outage" else "shannon"
 
@@ -154,8 +157,9 @@ class LinkModel:
         """The rate an upload is sent at and charged for, shape (K,)."""
         b = np.asarray(bandwidth_hz, float)
         if self.mode == "fixed_rate_outage":
-            return np.broadcast_to(b * np.log2(1.0 + self.sinr_threshold),
-                                   np.broadcast_shapes(b.shape, np.shape(power_w), np.shape(channel_gain))).copy()
+            return cast(np.ndarray, np.broadcast_to(b * np.log2(1.0 + self.sinr_threshold),
+                                                    np.broadcast_shapes(b.shape, np.shape(power_w),
+                                                                        np.shape(channel_gain))).copy())
         return shannon_rate_bps(b, power_w, channel_gain, self.noise_psd_w_per_hz, self.rate_interference_w)
 
     def success_probability(self, distance_m: ArrayLike, bandwidth_hz: ArrayLike, power_w: ArrayLike,
@@ -178,7 +182,7 @@ class LinkModel:
                                            self.interferer_density_per_m2, self.interferer_power_w) * on
         slack_w = p * h / self.sinr_threshold - b * self.noise_psd_w_per_hz   # interference it tolerates
         if self.interference_scale_w <= 0:
-            return (on & (slack_w >= 0)).astype(float)
+            return cast(np.ndarray, (on & (slack_w >= 0)).astype(float))
         return np.where(on, positive_stable_cdf(slack_w / self.interference_scale_w, self.delta), 0.0)
 
     # ------------------------------------------------------------------------ what the runner uses
@@ -216,7 +220,7 @@ class LinkModel:
         return shannon_rate_bps(share_hz, self.server_power_w, channel_gain, self.noise_psd_w_per_hz)
 
 
-def link_from_config(w) -> LinkModel:
+def link_from_config(w: WirelessConfig) -> LinkModel:
     """The link of a ``wireless`` config section (dB and dBm converted here, and only here)."""
     csi = w.csi if w.csi is not None else CSI_DEFAULTS[w.link]
     return LinkModel(

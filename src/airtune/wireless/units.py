@@ -8,6 +8,8 @@ Source: standard definitions, not from any paper.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -64,7 +66,7 @@ def linear_to_db(value_linear: ArrayLike) -> np.ndarray:
     .. math:: x_{\mathrm{dB}} = 10\log_{10} x
     """
     with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(np.asarray(value_linear, dtype=float))
+        return cast(np.ndarray, 10.0 * np.log10(np.asarray(value_linear, dtype=float)))
 
 
 def dbm_to_w(power_dbm: ArrayLike) -> np.ndarray:

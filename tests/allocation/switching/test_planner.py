@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from airtune.allocation.exchange import Hints, ModuleSetHint
 from airtune.allocation.planner import PlannerContext, RoundInputs, RoundOutcome, make_planner
 from airtune.allocation.switching.objective import module_payload_bits, outage_weight
 from airtune.allocation.switching.planner import SwitchingPlanner
@@ -36,6 +37,11 @@ def context(K=40, n=6, seed=0) -> PlannerContext:
                           link=link_from_config(WirelessConfig(uplink_bandwidth_hz=10e6)), lora_dims=DIMS, seed=0, scheduler="random")
 
 
+def module_hint(ranks=(4, 8, 16, 32)) -> Hints:
+    """What the switching strategy hands the planner: the ranks and each module's exact bits."""
+    return Hints(modules=ModuleSetHint(ranks=ranks, payload_bits=module_payload_bits(list(ranks), DIMS)))
+
+
 def inputs(ctx: PlannerContext, rnd=0, hints=None) -> RoundInputs:
     rng = np.random.default_rng(100 + rnd)
     K = ctx.num_devices
@@ -44,7 +50,7 @@ def inputs(ctx: PlannerContext, rnd=0, hints=None) -> RoundInputs:
     cycles = 5e9
     return RoundInputs(round_idx=rnd, rng=rng, channel_gain=h, distance_m=d, uplink_bits=np.zeros(K),
                        downlink_bits=np.zeros(K), compute_s=cycles / ctx.cpu_freq_hz,
-                       compute_energy_j=ctx.kappa * cycles * ctx.cpu_freq_hz ** 2, hints=hints or {})
+                       compute_energy_j=ctx.kappa * cycles * ctx.cpu_freq_hz ** 2, hints=hints or module_hint())
 
 
 def outcome(plan, energy):
@@ -125,7 +131,7 @@ def test_plan_is_a_valid_allocation_meeting_the_deadline(switching, power):
     inp = inputs(ctx)
     plan = pl.plan(inp)
     assert plan.constraint_violations(ctx.total_bandwidth_hz, ctx.max_power_w) == []
-    mods = plan.extra["modules"]
+    mods = plan.directives.modules.modules
     assert np.array_equal(mods >= 0, plan.selected) and 0 < plan.num_selected <= ctx.devices_per_round
     assert plan.iterations >= 1 and len(plan.extra["objective_trace"]) == plan.iterations
     assert plan.objective == pytest.approx(min(plan.extra["objective_trace"]))
@@ -182,7 +188,7 @@ def test_one_shot_never_switches_a_devices_module():
     for rnd in range(4):
         plan = pl.plan(inputs(ctx, rnd))
         for k in np.flatnonzero(plan.selected):
-            assert seen.setdefault(int(k), int(plan.extra["modules"][k])) == int(plan.extra["modules"][k])
+            assert seen.setdefault(int(k), int(plan.directives.modules.modules[k])) == int(plan.directives.modules.modules[k])
         pl.observe(inputs(ctx, rnd), plan, outcome(plan, 1.0))
     assert len(set(seen.values())) > 1  # the modules are spread over devices
 
@@ -203,18 +209,22 @@ def test_state_dict_resumes_exactly():
     for rnd in (2, 3):
         plan = b.plan(inputs(ctx, rnd))
         b.observe(inputs(ctx, rnd), plan, outcome(plan, 1.0))
-        assert np.array_equal(plan.extra["modules"], plans_a[rnd].extra["modules"])
+        assert np.array_equal(plan.directives.modules.modules, plans_a[rnd].directives.modules.modules)
         assert np.array_equal(plan.bandwidth_hz, plans_a[rnd].bandwidth_hz)
         assert np.array_equal(plan.power_w, plans_a[rnd].power_w)
 
 
-def test_module_ranks_come_from_the_strategy_and_must_agree():
+def test_module_ranks_come_from_the_strategy_only():
     ctx = context()
-    hints = {"module_ranks": [2, 6], "module_payload_bits": [1e6, 3e6]}
+    hints = Hints(modules=ModuleSetHint(ranks=(2, 6), payload_bits=np.array([1e6, 3e6])))
     plan = SwitchingPlanner({}, ctx).plan(inputs(ctx, hints=hints))
-    assert plan.extra["module_ranks"] == [2, 6] and set(plan.extra["modules"]) <= {-1, 0, 1}
-    with pytest.raises(ConfigError, match=r"allocation.options.module_ranks = \[4, 8\] differs"):
-        SwitchingPlanner({"module_ranks": [4, 8]}, ctx).plan(inputs(ctx, hints=hints))
+    assert plan.extra["num_modules"] == 2 and set(plan.directives.modules.modules) <= {-1, 0, 1}
+    assert plan.directives.kinds() == SwitchingPlanner.directives
+    with pytest.raises(ConfigError, match="strategy.name=model_switching"):
+        SwitchingPlanner({}, ctx).plan(inputs(ctx, hints=Hints()))
+    # one owner: the planner has no module option of its own
+    assert any("allocation.options.module_ranks" in e for e in allocator_option_errors(
+        Config(allocation={"name": "model_switching", "options": {"module_ranks": [4, 8]}})))
 
 
 def test_options_are_validated_with_the_field_named():
@@ -247,7 +257,7 @@ def test_outer_loop_stops_when_an_iteration_goes_uphill_and_keeps_the_best():
     assert plan.objective == min(trace) == trace[0]
     one = _scripts_round(200, 100.0, 0.1, max_outer=1)  # the same best iterate, without the extra step
     assert one.extra["stop"] == "max_outer"
-    np.testing.assert_array_equal(one.extra["modules"], plan.extra["modules"])
+    np.testing.assert_array_equal(one.directives.modules.modules, plan.directives.modules.modules)
     np.testing.assert_allclose(one.bandwidth_hz, plan.bandwidth_hz, rtol=1e-12)
 
 
@@ -282,7 +292,7 @@ def test_plan_does_not_change_the_planner_state_observe_commits_it(switching):
         after = state()
         assert before.keys() == after.keys()
         assert all((b is None and a is None) or np.array_equal(b, a) for b, a in zip(before.values(), after.values()))
-        np.testing.assert_array_equal(plan.extra["modules"], again.extra["modules"])   # same state, same plan
+        np.testing.assert_array_equal(plan.directives.modules.modules, again.directives.modules.modules)   # same state, same plan
         pl.observe(inputs(ctx, rnd), plan, outcome(plan, 1.0))
         assert pl.budget_j is not None and np.array_equal(pl.mu, plan.extra["mu"])
         if switching == "one_shot":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from airtune.allocation.exchange import Hints, SoftPayloadHint
 from airtune.allocation.planner import PlannerContext, RoundInputs, RoundOutcome, make_planner
 from airtune.allocation.tsfa.planner import TSFAPlanner
 from airtune.config import Config
@@ -35,8 +36,8 @@ def inputs(t: int, curve=None) -> RoundInputs:
     rng = np.random.default_rng([7, t])
     gain = path_gain(DIST, W.path_loss_const_db, W.path_loss_slope_db) * rng.exponential(1.0, K)
     comp = np.linspace(0.2, 0.6, K)
-    hints = {"soft_rank": R, "soft_payload_bits": TABLE,
-             "soft_error_curve": curve if curve is not None else (1 - np.arange(R + 1) / R) ** 2}
+    hints = Hints(soft_payload=SoftPayloadHint(
+        rank=R, payload_bits=TABLE, error_curve=curve if curve is not None else (1 - np.arange(R + 1) / R) ** 2))
     return RoundInputs(round_idx=t, rng=np.random.default_rng([11, t]), channel_gain=gain, distance_m=DIST,
                        uplink_bits=np.full(K, TABLE[-1]), downlink_bits=np.full(K, 2e6), compute_s=comp,
                        compute_energy_j=np.zeros(K), hints=hints)
@@ -68,7 +69,7 @@ def test_registered_and_needs_the_budget_and_soft_hints():
         make_planner(TSFAPlanner, {}, context())
     p = planner(**{"latency_budget_s": 1.0})
     bare = inputs(0)
-    bare = RoundInputs(**{**bare.__dict__, "hints": {}})
+    bare = RoundInputs(**{**bare.__dict__, "hints": Hints()})
     with pytest.raises(ConfigError, match="strategy.name=soft"):
         p.plan(bare)
 
@@ -81,7 +82,7 @@ def test_each_round_meets_the_bandwidth_budget_and_the_plan_matches_the_measured
         assert plan.num_selected == N
         assert plan.bandwidth_hz.sum() <= BW * (1 + 1e-9)
         assert np.all(plan.bandwidth_hz[~plan.selected] == 0)
-        keep = plan.extra["keep_ratio"]
+        keep = plan.directives.sparsity.keep_ratio
         assert np.all(keep[~plan.selected] == 1) and np.all((keep > 0) & (keep <= 1))
         assert np.array_equal(plan.extra["kept_components"][plan.selected], np.round(keep[plan.selected] * R))
         lat = measured_latency(inp, plan)
@@ -98,7 +99,7 @@ def _simulate(p, rounds, start=0):
         latency = measured_latency(inp, plan)
         p.observe(inp, plan, outcome(plan, latency))
         lat.append(latency)
-        keep.append(plan.extra["keep_ratio"].copy())
+        keep.append(plan.directives.sparsity.keep_ratio.copy())
     return np.array(lat), np.array(keep)
 
 
@@ -140,7 +141,6 @@ def test_stage1_rank_is_reported_or_enforced():
     # a stage-1 choice equal to lora.rank passes under enforce
     inp = inputs(0)
     table32 = soft_payload_table(32, DIMS).astype(float) + 10_000
-    inp32 = RoundInputs(**{**inp.__dict__, "hints": {"soft_rank": 32, "soft_payload_bits": table32,
-                                                     "soft_error_curve": None}})
+    inp32 = RoundInputs(**{**inp.__dict__, "hints": Hints(soft_payload=SoftPayloadHint(rank=32, payload_bits=table32))})
     plan = planner(**{**loose, "rank_policy": "enforce"}).plan(inp32)
     assert plan.num_selected == N

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from airtune.allocation.planner import Planner, RoundInputs, RoundOutcome, planned_downlink_s
+from airtune.allocation.planner import Planner, PlannerContext, RoundInputs, RoundOutcome, planned_downlink_s
 from airtune.allocation.result import Allocation
 from airtune.allocation.split_fed.lyapunov import (
     EnergyQueues,
@@ -37,6 +37,7 @@ from airtune.allocation.split_fed.lyapunov import (
 )
 from airtune.allocation.split_fed.scheduling import schedule_lyapunov
 from airtune.registry import ALLOCATORS
+from airtune.wireless.link import LinkModel
 
 __all__ = ["LyapunovOptions", "LyapunovPlanner", "PARTICIPATION_FUNCTIONS"]
 
@@ -65,9 +66,10 @@ class LyapunovPlanner(Planner):
     """Online scheduling + bandwidth allocation with energy virtual queues (papers.md §1.6 [R])."""
 
     Options = LyapunovOptions
+    options: LyapunovOptions
     uses_scheduler = False   # it chooses the devices itself
 
-    def __init__(self, options: dict[str, Any] | None, context) -> None:
+    def __init__(self, options: dict[str, Any] | None, context: PlannerContext) -> None:
         super().__init__(options, context)
         o, K = self.options, context.num_devices
         if isinstance(o.energy_budget_j, list) and len(o.energy_budget_j) != K:
@@ -82,7 +84,7 @@ class LyapunovPlanner(Planner):
         self.rounds_seen = 0
 
     @classmethod
-    def check_link(cls, link) -> None:
+    def check_link(cls, link: LinkModel) -> None:
         link.require("allocation.name = 'lyapunov' (paper 1)")
 
     # -- the per-round decision ------------------------------------------------------------------
@@ -106,7 +108,8 @@ class LyapunovPlanner(Planner):
         :math:`N` actually scheduled (the runner charges that :math:`N`).
         """
         n = self.max_devices
-        return planned_downlink_s(self.context.link, inputs, n) + n * np.asarray(inputs.server_s_alone, float)
+        return np.asarray(planned_downlink_s(self.context.link, inputs, n) + n * np.asarray(inputs.server_s_alone, float),
+                          float)
 
     def plan(self, inputs: RoundInputs) -> Allocation:
         return schedule_lyapunov(**self.solver_kwargs(inputs))

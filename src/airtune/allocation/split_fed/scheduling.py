@@ -239,7 +239,8 @@ class _Best:
     nu: float
 
 
-def _greedy_candidates(orders, fits, cost, b_fit, total, n_cap) -> list[np.ndarray]:
+def _greedy_candidates(orders: Sequence[str], fits: np.ndarray, cost: np.ndarray, b_fit: np.ndarray, total: float,
+                       n_cap: int) -> list[np.ndarray]:
     """Prefixes of each ordering of the fitting devices whose minimum bandwidths fit in B."""
     k = fits.shape[0]
     index = np.arange(k)
@@ -260,7 +261,7 @@ def _greedy_candidates(orders, fits, cost, b_fit, total, n_cap) -> list[np.ndarr
     return out
 
 
-def _all_subsets(fits, b_fit, total, n_cap) -> list[np.ndarray]:
+def _all_subsets(fits: np.ndarray, b_fit: np.ndarray, total: float, n_cap: int) -> list[np.ndarray]:
     """Every non-empty subset of the fitting devices with sum b_min <= B and size <= n_cap."""
     devices = np.flatnonzero(fits)
     f = devices.size

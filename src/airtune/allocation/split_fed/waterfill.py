@@ -228,8 +228,9 @@ def bandwidth_for_marginal_price(
     return _PriceMap(*prepared)(math.log(price))
 
 
-def _prepare(weights, payload_bits, power_w, channel_gain, noise_psd_w_per_hz, lower_hz,
-             upper_hz):
+def _prepare(weights: ArrayLike, payload_bits: ArrayLike, power_w: ArrayLike, channel_gain: ArrayLike,
+             noise_psd_w_per_hz: ArrayLike, lower_hz: ArrayLike,
+             upper_hz: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     wq, s, p, a, lo, hi = np.broadcast_arrays(
         as_float_array(weights), as_float_array(payload_bits), as_float_array(power_w),
         snr_bandwidth_hz(power_w, channel_gain, noise_psd_w_per_hz), as_float_array(lower_hz), as_float_array(upper_hz),
@@ -257,7 +258,7 @@ class _PriceMap:
         return float(np.min(self.f_lo - self.offset)), float(np.max(self.f_hi - self.offset))
 
     def __call__(self, log_nu: float) -> np.ndarray:
-        b = self.lo.copy()
+        b: np.ndarray = self.lo.copy()
         if np.any(self.on):
             u, _ = _solve_log_x(log_nu + self.offset, self.u_lo, self.u_hi, self.f_lo, self.f_hi)
             b_on = np.clip(self.a_on * np.exp(-u), self.lo_on, self.hi_on)

@@ -45,7 +45,7 @@ when the coupling is slack at :math:`\mu=0` the first iterate is optimal (gap 0)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -131,7 +131,7 @@ class SwitchingResult:
     @property
     def selected(self) -> np.ndarray:
         """Participating devices, shape (K,) bool."""
-        return self.x.any(axis=1)
+        return cast(np.ndarray, self.x.any(axis=1))
 
     def to_allocation(
         self, bandwidth_hz: ArrayLike, power_w: ArrayLike, objective: float | None = None
@@ -171,14 +171,17 @@ def assignment_from_modules(module: ArrayLike, num_modules: int) -> np.ndarray:
 # --------------------------------------------------------------------------- solvers
 
 
-def _best_response(masked, res, mu, group):
+def _best_response(masked: np.ndarray, res: np.ndarray, mu: np.ndarray,
+                   group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     priced = masked + mu[group][None, :] * res  # (K, M)
     m = np.argmin(priced, axis=1)
     val = priced[np.arange(masked.shape[0]), m]
     return np.where(val < 0, m, -1), np.minimum(val, 0.0)
 
 
-def _finish(module, masked, res, cap, group, mu, dual, iters, converged, message, x_bar=None):
+def _finish(module: np.ndarray, masked: np.ndarray, res: np.ndarray, cap: np.ndarray, group: np.ndarray, mu: np.ndarray,
+            dual: float, iters: int, converged: bool, message: str,
+            x_bar: np.ndarray | None = None) -> SwitchingResult:
     usage = module_usage(module, res, group, cap.shape[0])
     return SwitchingResult(
         x=assignment_from_modules(module, masked.shape[1]), mu=mu, dual_objective=dual,
@@ -324,7 +327,7 @@ def switch_one_shot(
     capacity: ArrayLike,
     eligible: ArrayLike | None = None,
     participate: Literal["always", "if_beneficial"] = "always",
-    **dual_kwargs,
+    **dual_kwargs: Any,
 ) -> tuple[SwitchingResult, np.ndarray]:
     r"""One-shot switching baseline: decide the modules once, keep them in later rounds.
 

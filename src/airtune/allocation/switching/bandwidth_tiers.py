@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -125,11 +126,13 @@ class BandwidthTierResult:
 # --------------------------------------------------------------------------- Algorithm 1
 
 
-def _inner(log_nu, log_w, lo, hi, args, model, max_inner, search="bisection"):
+def _inner(log_nu: float, log_w: np.ndarray, lo: np.ndarray, hi: np.ndarray, args: tuple[np.ndarray, ...],
+           model: str, max_inner: int, search: BracketMethod = "bisection") -> tuple[np.ndarray, int, bool]:
     """Per-device root of ln pi_k(b) = ln nu in u = ln b, clipped to [lo, hi]; all devices at once."""
-    def log_pi(b, idx=slice(None)):
-        r, dr = rate_and_slope(b, *(a[idx] for a in args), model)
-        return log_w[idx] + np.log(dr) - 2.0 * np.log(r)
+    def log_pi(b: np.ndarray, idx: slice | np.ndarray = slice(None)) -> np.ndarray:
+        p, h, n0, i_w, th = (a[idx] for a in args)
+        r, dr = rate_and_slope(b, p, h, n0, i_w, th, model)
+        return cast(np.ndarray, log_w[idx] + np.log(dr) - 2.0 * np.log(r))
 
     at_lo, at_hi = log_pi(lo), log_pi(hi)
     b = np.where(at_lo <= log_nu, lo, hi)  # bracket ends where the root lies outside
@@ -137,7 +140,7 @@ def _inner(log_nu, log_w, lo, hi, args, model, max_inner, search="bisection"):
     if active.size == 0:
         return b, 0, True
 
-    def g(u, idx):
+    def g(u: np.ndarray, idx: np.ndarray) -> np.ndarray:
         return log_pi(np.exp(u), active[idx]) - log_nu
 
     u, it, ok = bracket_root(g, np.log(lo[active]), np.log(hi[active]), at_lo[active] - log_nu,
@@ -269,9 +272,9 @@ def two_tier_bandwidth(
         args = (p[on], h[on], n0[on], i_w[on], th[on])
         log_w = np.log(w[on])
 
-        def log_pi(bb):
+        def log_pi(bb: np.ndarray) -> np.ndarray:
             r, dr = rate_and_slope(bb, *args, rate_model)
-            return log_w + np.log(dr) - 2.0 * np.log(r)
+            return cast(np.ndarray, log_w + np.log(dr) - 2.0 * np.log(r))
 
         lnu_lo, lnu_hi = float(np.min(log_pi(hi))), float(np.max(log_pi(lo_on)))
         b_hi, it, ok_in = _inner(lnu_hi, log_w, lo_on, hi, args, rate_model, max_inner, search)
@@ -334,7 +337,7 @@ def bandwidth_for_switching(
     channel_gain: ArrayLike,
     noise_psd_w_per_hz: ArrayLike,
     total_bandwidth_hz: float,
-    **kwargs,
+    **kwargs: Any,
 ) -> BandwidthTierResult:
     r"""Algorithm 1 at module level: payloads from the switching result, per-module totals.
 

@@ -6,9 +6,10 @@ papers.md §3.3 and §3.5 [R]; formulas in ``switching/planner.py``'s module doc
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from airtune.allocation.planner import PlannerContext, RoundInputs
 from airtune.allocation.switching.risk import RiskCoefficients, risk_gap_bound, risk_gap_marginal
@@ -21,7 +22,7 @@ from airtune.allocation.switching.risk_ensemble import (
 __all__ = ["RadioModel", "RiskModel", "module_payload_bits", "outage_weight", "round_objective"]
 
 
-def module_payload_bits(ranks, lora_dims: list[tuple[int, int]], head_bits: float = 0.0,
+def module_payload_bits(ranks: ArrayLike, lora_dims: list[tuple[int, int]], head_bits: float = 0.0,
                         bits_per_value: int = 32) -> np.ndarray:
     r"""Upload size of each module: :math:`S_m = q\,r_m\sum_\ell(d^{\rm in}_\ell+d^{\rm out}_\ell) + S_{\rm head}`.
 
@@ -31,7 +32,8 @@ def module_payload_bits(ranks, lora_dims: list[tuple[int, int]], head_bits: floa
     return per_rank * np.asarray(ranks, dtype=float) + float(head_bits)
 
 
-def outage_weight(x, success_prob, data_sizes, ranks, coef: RiskCoefficients) -> np.ndarray:
+def outage_weight(x: ArrayLike, success_prob: ArrayLike, data_sizes: ArrayLike, ranks: ArrayLike,
+                  coef: RiskCoefficients) -> np.ndarray:
     r""":math:`w_k=\partial\mathcal G/\partial q_k\ge0` of the [R] bound (:mod:`airtune.allocation.switching.risk`), shape (K,).
 
     .. math::
@@ -45,7 +47,7 @@ def outage_weight(x, success_prob, data_sizes, ranks, coef: RiskCoefficients) ->
     total = coef.prior_samples + x.T @ eff  # (M,)
     gen_scale = coef.generalisation * np.sqrt(coef.complexity_per_rank * np.asarray(ranks, float))
     slope = 0.5 * x.sum(axis=0) * gen_scale * total ** (-1.5)  # (M,)
-    return (x @ slope) * np.asarray(data_sizes, float) / max(x.shape[0], 1)
+    return cast(np.ndarray, (x @ slope) * np.asarray(data_sizes, float) / max(x.shape[0], 1))
 
 
 class RadioModel:
@@ -65,10 +67,11 @@ class RadioModel:
         self.rate_model = link.rate_model
         self.interference_w = float(link.rate_interference_w)
 
-    def success(self, distance_m, power_w, bandwidth_hz, channel_gain) -> np.ndarray:
+    def success(self, distance_m: ArrayLike, power_w: ArrayLike, bandwidth_hz: ArrayLike,
+                channel_gain: ArrayLike) -> np.ndarray:
         return self.link.success_probability(distance_m, bandwidth_hz, np.maximum(power_w, 1e-30), channel_gain)
 
-    def rate(self, bandwidth_hz, power_w, channel_gain) -> np.ndarray:
+    def rate(self, bandwidth_hz: ArrayLike, power_w: ArrayLike, channel_gain: ArrayLike) -> np.ndarray:
         return self.link.uplink_rate_bps(bandwidth_hz, power_w, channel_gain)
 
     def solver_kwargs(self) -> dict[str, Any]:
@@ -79,27 +82,29 @@ class RadioModel:
 class RiskModel:
     r"""The bound :math:`\mathcal G` in use: value, (K, M) marginals, (K,) outage weights."""
 
-    def __init__(self, kind: str, coef: RiskCoefficients, data_sizes, ranks, module_samples) -> None:
+    def __init__(self, kind: str, coef: RiskCoefficients, data_sizes: ArrayLike, ranks: ArrayLike,
+                 module_samples: ArrayLike) -> None:
         self.kind, self.coef, self.d, self.r, self.p = kind, coef, data_sizes, ranks, module_samples
 
-    def value(self, x, succ) -> float:
+    def value(self, x: ArrayLike, succ: ArrayLike) -> float:
         if self.kind == "ensemble":
             return ensemble_risk_gap(x, succ, self.d, self.r, self.p, self.coef)
         return risk_gap_bound(x, succ, self.d, self.r, 0.0, self.coef)
 
-    def marginal(self, x, succ) -> np.ndarray:
+    def marginal(self, x: ArrayLike, succ: ArrayLike) -> np.ndarray:
         if self.kind == "ensemble":
             return ensemble_risk_marginal(x, succ, self.d, self.r, self.p, self.coef)
         return risk_gap_marginal(x, succ, self.d, self.r, 0.0, self.coef)
 
-    def outage_weight(self, x, succ) -> np.ndarray:
+    def outage_weight(self, x: ArrayLike, succ: ArrayLike) -> np.ndarray:
         if self.kind == "ensemble":
             return ensemble_outage_weight(x, succ, self.d, self.r, self.p, self.coef)
         return outage_weight(x, succ, self.d, self.r, self.coef)
 
 
-def round_objective(x, bandwidth_hz, power_w, payload_bits, inputs: RoundInputs, radio: RadioModel,
-                    energy_weight, participation_backlog, v: float, risk: RiskModel) -> tuple[float, np.ndarray]:
+def round_objective(x: ArrayLike, bandwidth_hz: ArrayLike, power_w: np.ndarray, payload_bits: ArrayLike,
+                    inputs: RoundInputs, radio: RadioModel, energy_weight: np.ndarray,
+                    participation_backlog: np.ndarray, v: float, risk: RiskModel) -> tuple[float, np.ndarray]:
     """:math:`J(x,b,p)` of the module docstring and the energy :math:`E_k` (0 where idle), shape (K,)."""
     x = np.asarray(x, bool)
     sel = x.any(axis=1)

@@ -41,10 +41,11 @@ The best iterate is returned. After the round :meth:`SwitchingPlanner.observe` a
 queues with the **measured** energy: :math:`Q_k\leftarrow[Q_k+E_k-\bar E_k]^+`,
 :math:`H_k\leftarrow[H_k+\rho-\sum_mx_{k,m}]^+`.
 
-Module set: taken from the strategy (``RoundInputs.hints``: ``module_ranks`` and exact
-``module_payload_bits``, :mod:`airtune.strategies.switching`); without hints (other
-strategies, allocation-only scripts) from the option ``module_ranks`` with
-:func:`module_payload_bits`. If both are given they must agree (one-line ConfigError).
+Module set: one owner, the strategy (``strategy.options.module_ranks``,
+:mod:`airtune.strategies.switching`), which hands the ranks and each module's exact upload size
+to the planner as ``RoundInputs.hints.modules`` (:class:`~airtune.allocation.exchange.ModuleSetHint`).
+Allocation-only scripts build that hint themselves
+(:func:`airtune.allocation.switching.objective.module_payload_bits`).
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from airtune.allocation.exchange import Directives, ModuleDirective
 from airtune.allocation.planner import Planner, PlannerContext, RoundInputs, RoundOutcome, planned_downlink_s
 from airtune.allocation.result import Allocation
 from airtune.allocation.switching.assignment import (
+    SwitchingResult,
     assignment_from_modules,
     modules_from_assignment,
     switch_dual_ascent,
@@ -64,7 +67,7 @@ from airtune.allocation.switching.assignment import (
     switch_one_shot,
 )
 from airtune.allocation.switching.bandwidth_tiers import bandwidth_for_switching
-from airtune.allocation.switching.objective import RadioModel, RiskModel, module_payload_bits, round_objective
+from airtune.allocation.switching.objective import RadioModel, RiskModel, round_objective
 from airtune.allocation.switching.power import solve_power
 from airtune.allocation.switching.power_problem import PowerProblem
 from airtune.allocation.switching.problem import step_participation_queues, switching_costs
@@ -75,6 +78,7 @@ from airtune.allocation.switching.risk_ensemble import (
 )
 from airtune.errors import ConfigError
 from airtune.registry import ALLOCATORS
+from airtune.wireless.link import LinkModel
 
 __all__ = ["SwitchingPlanner", "SwitchingPlannerOptions"]
 
@@ -84,9 +88,6 @@ class SwitchingPlannerOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    module_ranks: list[PositiveInt] | None = Field(
-        None, description="module ranks; null: the strategy's (required without a switching strategy: then [4,8,16,32])")
-    head_bits: float = Field(0.0, ge=0, description="task-head bits per upload when the strategy gives no payloads")
     switching: Literal["dual_ascent", "greedy", "one_shot"] = Field(
         "dual_ascent", description="model-switching solver: dual ascent (proposed) or the greedy / one-shot baselines")
     power: Literal["adaptive", "max"] = Field("adaptive", description="power control, or every device at p_max")
@@ -132,7 +133,9 @@ class SwitchingPlanner(Planner):
     """Online model switching, bandwidth and power (Algorithm 2 [R]); state: queues, multipliers."""
 
     Options = SwitchingPlannerOptions
+    options: SwitchingPlannerOptions
     directives = frozenset({"modules"})
+    needs_hints = frozenset({"modules"})
     uses_scheduler = False   # it chooses the devices itself
 
     def __init__(self, options: dict[str, Any] | None, context: PlannerContext) -> None:
@@ -150,7 +153,7 @@ class SwitchingPlanner(Planner):
         self.module_samples: np.ndarray | None = None  # P_m of the ensemble bound
 
     @classmethod
-    def check_link(cls, link) -> None:
+    def check_link(cls, link: LinkModel) -> None:
         if link.mode == "fixed_rate_outage" and not (link.csi == "statistical" and link.rayleigh):
             raise ConfigError("allocation.name = 'model_switching' with wireless.link = fixed_rate_outage plans "
                               "with the closed-form PPP success probability (statistical CSI, Rayleigh fading); "
@@ -159,21 +162,12 @@ class SwitchingPlanner(Planner):
 
     # ---------------------------------------------------------------------------------- helpers
     def modules(self, inputs: RoundInputs) -> tuple[np.ndarray, np.ndarray]:
-        """Module ranks (M,) and payload bits (M,): the strategy's hints, else the options."""
-        hints = getattr(inputs, "hints", None) or {}
-        opt = self.options.module_ranks
-        if "module_ranks" in hints:
-            ranks = [int(r) for r in hints["module_ranks"]]
-            if opt is not None and [int(r) for r in opt] != ranks:
-                raise ConfigError(f"allocation.options.module_ranks = {list(opt)} differs from the strategy's "
-                                  f"module_ranks = {ranks}; fix: remove allocation.options.module_ranks or give "
-                                  "both the same list")
-            return np.asarray(ranks, float), np.asarray(hints["module_payload_bits"], float)
-        ranks = list(opt) if opt is not None else [4, 8, 16, 32]
-        if not self.context.lora_dims:
-            raise ConfigError("allocation.name = 'model_switching': no module payloads (the strategy trains no "
-                              "LoRA modules); fix: use strategy.name=model_switching or another LoRA strategy")
-        return np.asarray(ranks, float), module_payload_bits(ranks, self.context.lora_dims, self.options.head_bits)
+        """Module ranks (M,) and payload bits (M,), from the strategy's hint (their one owner)."""
+        hint = inputs.hints.modules
+        if hint is None:
+            raise ConfigError("allocation.name = 'model_switching' needs the module set from the strategy "
+                              "(RoundInputs.hints.modules); fix: set strategy.name=model_switching")
+        return np.asarray(hint.ranks, float), np.asarray(hint.payload_bits, float)
 
     def _coefficients(self) -> RiskCoefficients:
         o, d = self.options, self.context.data_sizes
@@ -214,11 +208,12 @@ class SwitchingPlanner(Planner):
             o.deadline_s - inputs.compute_s - n_max * np.asarray(inputs.server_s_alone, float)
             - planned_downlink_s(c.link, inputs, n_max), float)
         budget_up = None if slack is None else np.maximum(slack, 1e-9)
-        if budget_up is None:
+        if slack is None or budget_up is None:
             floors = np.zeros((K, M))
         else:
-            args = np.broadcast_arrays(S[None, :], budget_up[:, None], p_max[:, None], h[:, None])
-            floors = deadline_min_bandwidth_hz(*(a.ravel() for a in args), radio.n0, radio.interference_w,
+            s_b, t_b, p_b, h_b = (a.ravel() for a in np.broadcast_arrays(S[None, :], budget_up[:, None],
+                                                                       p_max[:, None], h[:, None]))
+            floors = deadline_min_bandwidth_hz(s_b, t_b, p_b, h_b, radio.n0, radio.interference_w,
                                                radio.rate_model, radio.theta, total_bandwidth_hz=B).reshape(K, M)
             floors = np.where(slack[:, None] > 0, floors, np.inf)
         eligible = np.isfinite(floors) & (floors <= B)
@@ -262,6 +257,7 @@ class SwitchingPlanner(Planner):
                 break
             p, b_est = np.where(sel, p_new, p_max), np.where(sel, b, B / n_max)
             j_prev = j
+        assert best is not None  # max_outer >= 1: the loop ran at least once
         j, x, b, p, res, inner = best
         converged = stop == "converged" and all(inner.values())   # the outer loop and the best iterate's solvers
         mu = np.asarray(res.mu, float).copy()
@@ -271,12 +267,14 @@ class SwitchingPlanner(Planner):
             selected=sel, bandwidth_hz=np.where(sel, b, 0.0), power_w=np.where(sel, p, 0.0), objective=j,
             converged=converged, iterations=len(trace),
             message=f"{_STOP_MESSAGES[stop]} after {len(trace)} outer iterations",
-            extra={"stop": stop, "inner_converged": inner, "modules": module, "module_ranks": [int(r) for r in ranks], "mu": mu,
+            directives=Directives(modules=ModuleDirective(module)),
+            extra={"stop": stop, "inner_converged": inner, "num_modules": M, "mu": mu,
                    "budget_j": budget.copy(), "kept": None if kept is None else kept.copy(),
                    "switching_iterations": sw_iters, "objective_trace": trace, "switching_gap": res.gap,
                    "eligible_devices": int(eligible.any(axis=1).sum())})
 
-    def _capacity(self, risk: RiskModel, succ, eligible, B: float, n_max: int):
+    def _capacity(self, risk: RiskModel, succ: np.ndarray, eligible: np.ndarray, B: float,
+                  n_max: int) -> float | np.ndarray:
         """Bandwidth capacity of the switching step: :math:`B` in total (``risk = device``), or per
         module :math:`n_mB/N` with the ensemble quotas :math:`n_m` (``risk = ensemble``)."""
         if risk.kind != "ensemble":
@@ -286,7 +284,8 @@ class SwitchingPlanner(Planner):
         mean_eff = float(np.mean((succ * risk.d)[part])) if part.any() else 0.0
         return ensemble_module_quotas(n, mean_eff, risk.r, risk.p, risk.coef) * (B / n_max)
 
-    def _switch(self, cost, resource, capacity, eligible, risk: RiskModel, succ, kept):
+    def _switch(self, cost: np.ndarray, resource: np.ndarray, capacity: float | np.ndarray, eligible: np.ndarray,
+                risk: RiskModel, succ: np.ndarray, kept: np.ndarray | None) -> tuple[SwitchingResult, np.ndarray | None]:
         """The switching step and the one-shot baseline's kept modules (decided once, then kept)."""
         o = self.options
         if o.switching == "greedy":
@@ -298,7 +297,8 @@ class SwitchingPlanner(Planner):
         return switch_dual_ascent(cost, resource, capacity, eligible, max_iter=o.dual_max_iter, tol=o.dual_tol,
                                   patience=o.dual_patience), kept
 
-    def _one_shot_modules(self, cost, eligible, risk: RiskModel, succ) -> np.ndarray:
+    def _one_shot_modules(self, cost: np.ndarray, eligible: np.ndarray, risk: RiskModel,
+                          succ: np.ndarray) -> np.ndarray:
         """Round 0 of ``one_shot``: a module for every eligible device (dual ascent with the
         ensemble quotas of all of them as per-module head counts; best module without them)."""
         part = eligible.any(axis=1)
@@ -311,9 +311,10 @@ class SwitchingPlanner(Planner):
                                  tol=self.options.dual_tol, patience=self.options.dual_patience)
         return res.module
 
-    def _power(self, x, S, b, inputs, w_e, V, risk: RiskModel, budget_up) -> tuple[np.ndarray, bool]:
+    def _power(self, x: np.ndarray, S: np.ndarray, b: np.ndarray, inputs: RoundInputs, w_e: np.ndarray, V: float,
+               risk: RiskModel, budget_up: np.ndarray | None) -> tuple[np.ndarray, bool]:
         o, c, radio = self.options, self.context, self.radio
-        sel = x.any(axis=1)
+        sel = np.asarray(x.any(axis=1), bool)
         p_max = np.asarray(c.max_power_w, float) * np.ones(len(sel))
         if not sel.any():
             return p_max, True
@@ -334,13 +335,15 @@ class SwitchingPlanner(Planner):
     # ---------------------------------------------------------------------------------- observe
     def observe(self, inputs: RoundInputs, plan: Allocation, outcome: RoundOutcome) -> dict[str, Any]:
         energy = np.asarray(outcome.energy_j, float)
-        x = assignment_from_modules(plan.extra["modules"], len(plan.extra["module_ranks"]))
+        if plan.directives.modules is None:
+            raise ValueError("SwitchingPlanner.observe: the plan carries no module directive (not a plan of this planner)")
+        x = assignment_from_modules(plan.directives.modules.modules, plan.extra["num_modules"])
         if self.budget_j is None:          # commit what plan() decided
             self.budget_j = np.asarray(plan.extra["budget_j"], float).copy()
         if self.kept is None and plan.extra.get("kept") is not None:
             self.kept = np.asarray(plan.extra["kept"], int).copy()
         if self.module_samples is None:
-            self.module_samples = np.zeros(len(plan.extra["module_ranks"]))
+            self.module_samples = np.zeros(plan.extra["num_modules"])
         self.mu = np.asarray(plan.extra["mu"], float).copy()
         if self.options.energy_constraints:
             self.energy_queue = np.maximum(self.energy_queue + energy - self.budget_j, 0.0)

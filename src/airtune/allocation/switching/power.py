@@ -84,16 +84,17 @@ class PowerResult:
         return float(np.sum(self.objective))
 
 
-def _bounds(problem: PowerProblem):
+def _bounds(problem: PowerProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lo, ok = deadline_min_power_w(problem)
-    hi = problem.max_power_w
+    hi = np.asarray(problem.max_power_w)
     lo = np.minimum(lo, hi)  # infeasible devices: clamp, handled by the caller
     return lo, hi, ok
 
 
-def _finish(problem, p, iters, converged, ok, what):
+def _finish(problem: PowerProblem, p: np.ndarray, iters: int, converged: bool, ok: np.ndarray,
+            what: str) -> PowerResult:
     act = problem.active
-    p = np.where(act, np.where(ok, p, problem.max_power_w), 0.0)
+    p = np.where(act, np.where(ok, p, np.asarray(problem.max_power_w)), 0.0)
     n_bad = int(np.sum(act & ~ok))
     msg = f"{what}; {n_bad} device(s) infeasible (deadline unreachable: p_max used)" if n_bad \
         else what
@@ -218,7 +219,7 @@ def solve_power_scipy(
     max_it, all_ok = 0, True
     base = p_out.copy()
     for k in np.flatnonzero(problem.active & ok & (hi > lo)):
-        def f_k(z, k=k):
+        def f_k(z: float, k: np.intp = k) -> float:
             pv = base.copy()
             pv[k] = lo[k] + (hi[k] - lo[k]) * float(np.clip(z, 0.0, 1.0))
             return float(power_objective(problem, pv)[k])

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 
-def _vec(val, k_dev):
+def _vec(val: ArrayLike, k_dev: int) -> np.ndarray:
     arr = np.array(np.broadcast_to(np.asarray(val, dtype=float), (k_dev,)))
     arr.setflags(write=False)
     return arr
@@ -134,13 +134,13 @@ class PowerProblem:
             object.__setattr__(self, "time_budget_s", _vec(self.time_budget_s, k_dev))
         if self.rate_model not in ("fixed", "shannon"):
             raise ValueError(f"rate_model={self.rate_model!r}: use 'fixed' or 'shannon'")
-        if np.any(self.max_power_w <= 0):
+        if np.any(np.asarray(self.max_power_w) <= 0):
             raise ValueError("max_power_w must be > 0")
 
     @property
     def active(self) -> np.ndarray:
         """Devices that upload: payload and bandwidth both positive, shape (K,)."""
-        return (self.payload_bits > 0) & (self.bandwidth_hz > 0)
+        return (np.asarray(self.payload_bits) > 0) & (np.asarray(self.bandwidth_hz) > 0)
 
 
 def outage(problem: PowerProblem, power_w: ArrayLike) -> np.ndarray:
@@ -165,8 +165,8 @@ def outage(problem: PowerProblem, power_w: ArrayLike) -> np.ndarray:
     p = np.asarray(power_w, dtype=float)
     col = (slice(None),) + (None,) * (p.ndim - 1)
     succ = ppp_success_probability(
-        problem.distance_m[col], p, problem.bandwidth_hz[col], problem.noise_psd_w_per_hz,
-        problem.sinr_threshold[col], problem.path_loss_exponent, problem.path_gain_at_1m,
+        np.asarray(problem.distance_m)[col], p, np.asarray(problem.bandwidth_hz)[col], problem.noise_psd_w_per_hz,
+        np.asarray(problem.sinr_threshold)[col], problem.path_loss_exponent, problem.path_gain_at_1m,
         problem.interferer_density_per_m2, problem.interferer_power_w,
     )
     return 1.0 - succ
@@ -174,11 +174,11 @@ def outage(problem: PowerProblem, power_w: ArrayLike) -> np.ndarray:
 
 def _rate(problem: PowerProblem, p: np.ndarray) -> np.ndarray:
     col = (slice(None),) + (None,) * (p.ndim - 1)
-    b = problem.bandwidth_hz[col]
+    b = np.asarray(problem.bandwidth_hz)[col]
     if problem.rate_model == "fixed":
-        return np.broadcast_to(b * np.log2(1.0 + problem.sinr_threshold[col]), p.shape)
-    return shannon_rate_bps(b, p, problem.channel_gain[col], problem.noise_psd_w_per_hz,
-                            problem.interference_w[col])
+        return np.broadcast_to(b * np.log2(1.0 + np.asarray(problem.sinr_threshold)[col]), p.shape)
+    return shannon_rate_bps(b, p, np.asarray(problem.channel_gain)[col], problem.noise_psd_w_per_hz,
+                            np.asarray(problem.interference_w)[col])
 
 
 def power_objective(problem: PowerProblem, power_w: ArrayLike) -> np.ndarray:
@@ -207,16 +207,17 @@ def power_objective(problem: PowerProblem, power_w: ArrayLike) -> np.ndarray:
     two_d = p.reshape(p.shape[0], -1)  # (K, n)
     q = outage(problem, two_d)
     col = (slice(None), None)
+    s_col, q_col = np.asarray(problem.payload_bits)[col], np.asarray(problem.energy_weight)[col]
     if problem.risk_fn is None:
-        risk = problem.risk_weight[col] * q
+        risk = np.asarray(problem.risk_weight)[col] * q
     else:
         risk = np.asarray(problem.risk_fn(q), dtype=float)
     rate = _rate(problem, two_d)
-    energy = np.divide(two_d * problem.payload_bits[col], rate, out=np.full(two_d.shape, np.inf),
+    energy = np.divide(two_d * s_col, rate, out=np.full(two_d.shape, np.inf),
                        where=rate > 0)
-    energy = np.where(two_d * problem.payload_bits[col] > 0, energy, 0.0)
+    energy = np.where(two_d * s_col > 0, energy, 0.0)
     with np.errstate(invalid="ignore"):
-        comm = np.where(problem.energy_weight[col] > 0, problem.energy_weight[col] * energy, 0.0)
+        comm = np.where(q_col > 0, q_col * energy, 0.0)
     f = float(problem.v) * risk + comm
     return np.where(problem.active[col], f, 0.0).reshape(p.shape)
 
@@ -244,20 +245,21 @@ def deadline_min_power_w(problem: PowerProblem) -> tuple[np.ndarray, np.ndarray]
 
     Source: papers.md §3.5(c) [R].
     """
-    lo = problem.min_power_w.copy()
+    lo = np.asarray(problem.min_power_w).copy()
+    p_max = np.asarray(problem.max_power_w)
     ok = np.ones(problem.num_devices, dtype=bool)
     if problem.time_budget_s is None:
-        return lo, ok & (lo <= problem.max_power_w)
-    dt, s, b = problem.time_budget_s, problem.payload_bits, problem.bandwidth_hz
+        return lo, ok & (lo <= p_max)
+    dt, s, b = (np.asarray(v) for v in (problem.time_budget_s, problem.payload_bits, problem.bandwidth_hz))
     act = problem.active
     if problem.rate_model == "fixed":
-        ok = ~act | (b * np.log2(1.0 + problem.sinr_threshold) * dt >= s)
-        return lo, ok & (lo <= problem.max_power_w)
+        ok = ~act | (b * np.log2(1.0 + np.asarray(problem.sinr_threshold)) * dt >= s)
+        return lo, ok & (lo <= p_max)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         need = np.where(act & (dt > 0), np.exp2(s / (b * dt)) - 1.0, np.inf)
-        noise_w = problem.interference_w + b * problem.noise_psd_w_per_hz
-        p_req = need * noise_w / problem.channel_gain
+        noise_w = np.asarray(problem.interference_w) + b * problem.noise_psd_w_per_hz
+        p_req = need * noise_w / np.asarray(problem.channel_gain)
     p_req = np.where(act, p_req, 0.0)
     p_req = np.where(np.isnan(p_req), np.inf, p_req)
     lo = np.maximum(lo, p_req)
-    return lo, lo <= problem.max_power_w
+    return lo, lo <= p_max

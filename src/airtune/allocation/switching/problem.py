@@ -18,6 +18,8 @@ share:
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -77,7 +79,7 @@ def switching_costs(
     )
     if participation_backlog is not None:
         cost = cost - np.asarray(participation_backlog, dtype=float)[:, None]
-    return cost
+    return cast(np.ndarray, cost)
 
 
 def step_participation_queues(
@@ -107,10 +109,11 @@ def step_participation_queues(
     """
     part = np.asarray(x, dtype=float).sum(axis=1)
     h = np.asarray(backlog, dtype=float) + np.asarray(min_rate, dtype=float) - part
-    return np.maximum(h, 0.0)
+    return cast(np.ndarray, np.maximum(h, 0.0))
 
 
-def assignment_setup(cost, resource, capacity, eligible):
+def assignment_setup(cost: ArrayLike, resource: ArrayLike, capacity: ArrayLike,
+                     eligible: ArrayLike | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     cost = np.asarray(cost, dtype=float)
     if cost.ndim != 2:
         raise ValueError(f"cost must have shape (K, M), got {cost.shape}")
@@ -134,23 +137,24 @@ def assignment_setup(cost, resource, capacity, eligible):
     return masked, res, cap, group
 
 
-def module_usage(module, res, group, num_groups):
+def module_usage(module: np.ndarray, res: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:
     on = module >= 0
     k = np.flatnonzero(on)
     m = module[on]
     return np.bincount(group[m], weights=res[k, m], minlength=num_groups)
 
 
-def assignment_objective(module, cost):
+def assignment_objective(module: np.ndarray, cost: np.ndarray) -> float:
     on = module >= 0
     return float(np.sum(cost[np.flatnonzero(on), module[on]]))
 
 
-def within_capacity(usage, cap):
-    return usage <= cap + _FEAS_RTOL * np.maximum(np.abs(cap), 1.0)
+def within_capacity(usage: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    return cast(np.ndarray, usage <= cap + _FEAS_RTOL * np.maximum(np.abs(cap), 1.0))
 
 
-def drop_violations(module, cost, res, cap, group):
+def drop_violations(module: np.ndarray, cost: np.ndarray, res: np.ndarray, cap: np.ndarray,
+                    group: np.ndarray) -> np.ndarray:
     """Drop the lowest benefit-per-resource devices of each violated constraint (vectorised)."""
     module = module.copy()
     excess = module_usage(module, res, group, cap.shape[0]) - cap  # (L,)
@@ -171,7 +175,8 @@ def drop_violations(module, cost, res, cap, group):
     return module
 
 
-def fill_slack(module, cost, res, cap, group, passes=3):
+def fill_slack(module: np.ndarray, cost: np.ndarray, res: np.ndarray, cap: np.ndarray, group: np.ndarray,
+               passes: int = 3) -> np.ndarray:
     """Greedily add idle devices with negative cost into the remaining slack (vectorised)."""
     module = module.copy()
     for _ in range(passes):
@@ -238,8 +243,8 @@ def repair_assignment(
     benefit per resource while the constraint's slack lasts. Source: papers.md §3.5(a) [R].
     """
     masked, res, cap, group = assignment_setup(cost, resource, capacity, eligible)
-    module = np.asarray(module, dtype=int).copy()
-    on = np.flatnonzero(module >= 0)
-    module[on[~np.isfinite(masked[on, module[on]])]] = -1
-    module = drop_violations(module, masked, res, cap, group)
-    return fill_slack(module, masked, res, cap, group) if fill else module
+    mod = np.asarray(module, dtype=int).copy()
+    on = np.flatnonzero(mod >= 0)
+    mod[on[~np.isfinite(masked[on, mod[on]])]] = -1
+    mod = drop_violations(mod, masked, res, cap, group)
+    return fill_slack(mod, masked, res, cap, group) if fill else mod

@@ -19,7 +19,7 @@ vectorised bisection otherwise, closed form for the fixed rate). Vectorised over
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -39,7 +39,8 @@ _LN2 = math.log(2.0)
 _SERIES = 1e-3  # below this SINR, ln(1+g) - g/(1+g) is summed as a series
 
 
-def rate_and_slope(b, p, h, n0, i_w, theta, model):
+def rate_and_slope(b: np.ndarray, p: np.ndarray, h: np.ndarray, n0: np.ndarray, i_w: np.ndarray, theta: np.ndarray,
+                   model: str) -> tuple[np.ndarray, np.ndarray]:
     """R_k(b) in bit/s and R_k'(b) in bit/s/Hz (b > 0)."""
     if model == "fixed":
         c = np.log2(1.0 + theta)
@@ -140,7 +141,7 @@ def marginal_price(
                             np.asarray(interference_w, float), np.asarray(sinr_threshold, float),
                             rate_model)
     w = np.asarray(weights, float) * np.asarray(power_w, float) * np.asarray(payload_bits, float)
-    return w * dr / r**2
+    return cast(np.ndarray, w * dr / r**2)
 
 
 def deadline_min_bandwidth_hz(
@@ -214,4 +215,4 @@ def deadline_min_bandwidth_hz(
             hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
         out[intf] = hi
     out[(i_w > 0) & (need > 0) & ~intf] = np.inf
-    return out
+    return cast(np.ndarray, out)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -93,7 +94,8 @@ class RiskCoefficients:
                 raise ValueError(f"RiskCoefficients.{name}={getattr(self, name)} must be > 0")
 
 
-def _prepare(x, success_prob, data_sizes, ranks, divergences):
+def _prepare(x: ArrayLike, success_prob: ArrayLike, data_sizes: ArrayLike, ranks: ArrayLike,
+             divergences: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=float)
     if x.ndim != 2:
         raise ValueError(f"x must have shape (K, M), got {x.shape}")
@@ -107,7 +109,8 @@ def _prepare(x, success_prob, data_sizes, ranks, divergences):
     return x, s, d, r, div
 
 
-def _terms(r, div, s, d, coef: RiskCoefficients):
+def _terms(r: np.ndarray, div: np.ndarray, s: np.ndarray, d: np.ndarray,
+           coef: RiskCoefficients) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     cap = coef.capacity * r ** (-coef.capacity_exponent)  # (M,)
     gen_scale = coef.generalisation * np.sqrt(coef.complexity_per_rank * r)  # (M,)
     het = coef.heterogeneity * div  # (K, M)
@@ -218,7 +221,7 @@ def risk_gap_marginal(
     gen_with = gen_scale[None, :] / np.sqrt(d0 + big_n_minus + eff[:, None])  # (K, M)
     gen_without = gen_scale[None, :] / np.sqrt(d0 + big_n_minus)  # (K, M)
     delta = cap[None, :] + het - idle[:, None] + (n_minus + 1.0) * gen_with - n_minus * gen_without
-    return delta / max(k_dev, 1)
+    return cast(np.ndarray, delta / max(k_dev, 1))
 
 
 def risk_gap_gradient(
@@ -258,4 +261,4 @@ def risk_gap_gradient(
     gen = gen_scale / np.sqrt(total)  # (M,)
     slope = -0.5 * x.sum(axis=0) * gen_scale * total ** (-1.5)  # (M,)
     grad = cap[None, :] + het - idle[:, None] + gen[None, :] + slope[None, :] * eff[:, None]
-    return grad / max(k_dev, 1)
+    return cast(np.ndarray, grad / max(k_dev, 1))

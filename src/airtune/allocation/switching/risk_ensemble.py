@@ -20,6 +20,8 @@ every module counts in the ensemble. The capacity term does not depend on :math:
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -28,7 +30,8 @@ from airtune.allocation.switching.risk import RiskCoefficients
 __all__ = ["ensemble_outage_weight", "ensemble_risk_gap", "ensemble_risk_marginal"]
 
 
-def _prep(x, success_prob, data_sizes, ranks, module_samples, coef):
+def _prep(x: ArrayLike, success_prob: ArrayLike, data_sizes: ArrayLike, ranks: ArrayLike, module_samples: ArrayLike,
+          coef: RiskCoefficients) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=float)
     if x.ndim != 2:
         raise ValueError(f"x must have shape (K, M), got {x.shape}")
@@ -87,7 +90,7 @@ def ensemble_risk_marginal(x: ArrayLike, success_prob: ArrayLike, data_sizes: Ar
     x, eff, r, prior, gen_scale = _prep(x, success_prob, data_sizes, ranks, module_samples, coefficients)
     t_minus = prior[None, :] + (x.T @ eff)[None, :] - x * eff[:, None]  # (K, M)
     delta = gen_scale[None, :] * (1.0 / np.sqrt(t_minus + eff[:, None]) - 1.0 / np.sqrt(t_minus))
-    return delta / x.shape[1]
+    return cast(np.ndarray, delta / x.shape[1])
 
 
 def ensemble_outage_weight(x: ArrayLike, success_prob: ArrayLike, data_sizes: ArrayLike, ranks: ArrayLike,
@@ -100,7 +103,7 @@ def ensemble_outage_weight(x: ArrayLike, success_prob: ArrayLike, data_sizes: Ar
     x, eff, r, prior, gen_scale = _prep(x, success_prob, data_sizes, ranks, module_samples, coefficients)
     slope = 0.5 * gen_scale * (prior + x.T @ eff) ** (-1.5)  # (M,)
     d = np.broadcast_to(np.asarray(data_sizes, float), (x.shape[0],))
-    return (x @ slope) * d / x.shape[1]
+    return cast(np.ndarray, (x @ slope) * d / x.shape[1])
 
 
 def ensemble_module_quotas(num_participants: int, mean_samples: float, ranks: ArrayLike,

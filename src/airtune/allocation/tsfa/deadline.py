@@ -108,6 +108,9 @@ def min_max_latency(
     bad = ~np.isfinite(hi)
     lo, hi = np.where(bad, 0.0, lo), np.where(bad, 1.0, hi)
     f_lo, df_lo = np.full(lo.shape, np.inf), np.full(lo.shape, np.nan)
+    f_hi: np.ndarray   # the feasible end's values, bound at the first evaluation below
+    df_hi: np.ndarray
+    b_hi: np.ndarray
 
     def classify(t: np.ndarray, ft: np.ndarray, dft: np.ndarray, bt: np.ndarray) -> None:
         """Move the infeasible (F > 0) or the feasible (F <= 0) end of the bracket to t."""

@@ -19,7 +19,7 @@ the global factors' scores, :math:`\tilde\varepsilon(m) = \varepsilon(m)/\vareps
 the downlink band at the server's power), so the planned round latency equals the one the
 runner measures. The per-round solver models paper 2's error-free Shannon uplink (papers.md
 §2.3), so the planner refuses any other ``wireless.link``.
-``plan.extra["keep_ratio"]`` (K,) is :math:`m_k/r` (1 for devices not scheduled).
+``plan.directives.sparsity.keep_ratio`` (K,) is :math:`m_k/r` (1 for devices not scheduled).
 :meth:`TSFAPlanner.observe` advances :math:`Z(t+1) = \max\{Z + T(t) - \bar T, 0\}` with the
 measured round latency.
 """
@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from airtune.allocation.exchange import Directives, SparsityDirective
 from airtune.allocation.planner import Planner, PlannerContext, RoundInputs, RoundOutcome, planned_downlink_s
 from airtune.allocation.result import Allocation
 from airtune.allocation.tsfa.rank import RankBoundCoeffs, RankChoice, choose_rank
@@ -39,6 +40,7 @@ from airtune.allocation.tsfa.solver import solve_tsfa_round, step_latency_queue
 from airtune.errors import ConfigError
 from airtune.experiment.seeds import rng as stream
 from airtune.registry import ALLOCATORS, FADING, SCHEDULERS
+from airtune.wireless.link import LinkModel
 
 log = logging.getLogger("airtune")
 
@@ -67,7 +69,8 @@ class TSFAPlanner(Planner):
     """Offline rank choice, then per-round sparsification + bandwidth under a long-term latency budget."""
 
     Options = TSFAOptions
-    directives = frozenset({"keep_ratio"})
+    options: TSFAOptions
+    directives = frozenset({"sparsity"})
     needs_hints = frozenset({"soft_payload"})
 
     def __init__(self, options: dict[str, Any] | None, context: PlannerContext) -> None:
@@ -79,7 +82,7 @@ class TSFAPlanner(Planner):
         self.stage1: RankChoice | None = None
 
     @classmethod
-    def check_link(cls, link) -> None:
+    def check_link(cls, link: LinkModel) -> None:
         link.require("allocation.name = 'tsfa' (paper 2)")
 
     # -- helpers --------------------------------------------------------------------------------
@@ -87,8 +90,8 @@ class TSFAPlanner(Planner):
         """Compute + edge-server + downlink latency (K,) of each device if ``selected`` are
         scheduled: the runner's definitions (``planner.planned_downlink_s``, ``server_compute_s``)."""
         n_sel = max(int(selected.sum()), 1)
-        return (np.asarray(inputs.compute_s, float) + n_sel * np.asarray(inputs.server_s_alone, float)
-                + planned_downlink_s(self.context.link, inputs, n_sel))
+        return np.asarray(np.asarray(inputs.compute_s, float) + n_sel * np.asarray(inputs.server_s_alone, float)
+                          + planned_downlink_s(self.context.link, inputs, n_sel), float)
 
     def run_stage1(self, inputs: RoundInputs) -> RankChoice:
         """Stage 1: the structural rank from expected channel statistics (seeded Monte Carlo)."""
@@ -122,11 +125,11 @@ class TSFAPlanner(Planner):
 
     # -- contract -------------------------------------------------------------------------------
     def plan(self, inputs: RoundInputs) -> Allocation:
-        o, c, h = self.options, self.context, inputs.hints
-        if "soft_payload_bits" not in h or "soft_rank" not in h:
+        o, c, h = self.options, self.context, inputs.hints.soft_payload
+        if h is None:
             raise ConfigError("allocation.name = 'tsfa' needs the strategy's SOFT payload table; "
                               "fix: set strategy.name=soft (or choose another allocator)")
-        r = int(h["soft_rank"])
+        r = h.rank
         if self.stage1_rank is None:
             self.stage1 = self.run_stage1(inputs)
             self.stage1_rank = self.stage1.rank
@@ -136,12 +139,12 @@ class TSFAPlanner(Planner):
         selected = np.asarray(schedule(rng=inputs.rng, round_idx=inputs.round_idx,
                                        channel_gain=inputs.channel_gain, n=c.devices_per_round), bool)
         idx = np.flatnonzero(selected)
-        curve = h.get("soft_error_curve")
+        curve = h.error_curve
         if curve is None:
             curve = 1.0 - np.arange(r + 1) / r  # flat spectrum before the scores carry information
         eps = np.broadcast_to(np.asarray(curve, float), (idx.size, r + 1))
         sizes = c.data_sizes[idx]
-        res = solve_tsfa_round(eps, np.asarray(h["soft_payload_bits"], float),
+        res = solve_tsfa_round(eps, h.payload_bits,
                                self.fixed_latency_s(inputs, selected)[idx], sizes / sizes.sum(),
                                inputs.channel_gain[idx], c.max_power_w[idx], c.noise_psd_w_per_hz,
                                c.total_bandwidth_hz, self.queue_s, o.v, n_grid=o.n_grid)
@@ -150,7 +153,8 @@ class TSFAPlanner(Planner):
         bw[idx], power[idx], keep[idx], kept[idx] = res.bandwidth_hz, c.max_power_w[idx], res.m / r, res.m
         return Allocation(selected=selected, bandwidth_hz=bw, power_w=power, objective=res.objective,
                           converged=res.converged, iterations=res.iterations, message=res.message,
-                          extra={"keep_ratio": keep, "kept_components": kept, "latency_s": res.latency_s,
+                          directives=Directives(sparsity=SparsityDirective(keep)),
+                          extra={"kept_components": kept, "latency_s": res.latency_s,
                                  "error_term": res.error_term, "feasible": res.feasible})
 
     def observe(self, inputs: RoundInputs, plan: Allocation, outcome: RoundOutcome) -> dict[str, Any]:
@@ -159,10 +163,11 @@ class TSFAPlanner(Planner):
         self.latency_sum_s += float(outcome.round_latency_s)
         self.rounds += 1
         sel = plan.selected
+        keep_ratio = plan.directives.sparsity.keep_ratio if plan.directives.sparsity is not None else np.ones(sel.size)
         return {"tsfa_queue_s": self.queue_s, "tsfa_latency_s": float(outcome.round_latency_s),
                 "tsfa_planned_latency_s": float(plan.extra["latency_s"]), "tsfa_budget_s": budget,
                 "tsfa_avg_latency_s": self.latency_sum_s / self.rounds,
-                "tsfa_mean_keep_ratio": float(np.mean(plan.extra["keep_ratio"][sel])) if sel.any() else None,
+                "tsfa_mean_keep_ratio": float(np.mean(keep_ratio[sel])) if sel.any() else None,
                 "tsfa_error_term": float(plan.extra["error_term"]), "tsfa_stage1_rank": self.stage1_rank}
 
     def state_dict(self) -> dict[str, Any]:
