@@ -50,7 +50,7 @@ bench: $(STAMP)
 lock:
 	test -d .venv-lock || $(PY) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet "pip==$(PIP_VERSION)" "pip-tools==$(PIP_TOOLS_VERSION)"
-	.venv-lock/bin/pip-compile --quiet --upgrade --extra dev --extra flower --strip-extras --allow-unsafe \
+	.venv-lock/bin/pip-compile --quiet --upgrade --extra dev --extra flower --extra tracking --strip-extras --allow-unsafe \
 	    --no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml
 
 # For maintainers, not CI: the suite against the newest releases the ranges allow, in a throw-away

@@ -1,12 +1,13 @@
 """Wall time of one round of the switching planner (Algorithm 2) for K devices (not a test).
 
 Synthetic rounds as in scripts/switching_alloc.py: N = K/10 participants at most, deadline 8 s,
-adaptive power, eta = 0.1 and V = K (the risk bound averages over the K devices, so its weight
-grows with K; with V = 100 and eta = 1 at K = 1000 no device is worth its energy and the round
-schedules nobody, which would time an empty plan). Two settings of the same planner:
-  * "paper":   both tiers of Algorithm 1 by bisection, dual ascent until max_iter (100);
-  * "default": Illinois false position in both tiers, dual ascent stops after 20 iterations
-               without a better repaired point.
+adaptive power, eta = 0.1 and the planner's default V (null: 100 K for the default `risk: theorem`
+bound, whose per-device weight is about 1/K, so that the plan is not empty at large K). Two
+settings of the same planner:
+  * "paper":   both tiers of the energy bandwidth search by bisection;
+  * "default": Illinois false position in both tiers.
+(These synthetic rounds use the link without an upload slot; the slot link's Algorithm 1 is
+switching/bandwidth_reliability.py.)
 Median of 5 rounds after one warm-up; prints ms per round, the ratio, outer iterations, devices
 scheduled and the mean objective J of each setting (lower is better). Run on an idle machine:
     flock /tmp/airtune-cpu.lock .venv/bin/python benchmarks/switching_alloc.py
@@ -25,13 +26,12 @@ from switching_alloc import context, distances, round_inputs  # noqa: E402
 
 from airtune.allocation.switching.planner import SwitchingPlanner  # noqa: E402
 
-SETTINGS = {"paper": {"bandwidth_search": "bisection", "dual_patience": None}, "default": {}}
+SETTINGS = {"paper": {"bandwidth_search": "bisection"}, "default": {}}
 
 
 def measure(K: int, switching: str, extra: dict) -> tuple[float, float, float, float]:
     ctx = context(K, K // 10)
-    pl = SwitchingPlanner({"switching": switching, "deadline_s": 8.0, "energy_coefficient": 0.1,
-                           "V": float(K), **extra}, ctx)
+    pl = SwitchingPlanner({"switching": switching, "deadline_s": 8.0, "energy_coefficient": 0.1, **extra}, ctx)
     dist = distances(K)
     times, iters, sel, obj = [], [], [], []
     for rnd in range(6):
@@ -45,11 +45,11 @@ def measure(K: int, switching: str, extra: dict) -> tuple[float, float, float, f
     return 1e3 * float(np.median(times[1:])), float(np.mean(iters)), float(np.mean(sel)), float(np.mean(obj))
 
 
-print("| K | switching | paper (ms) | default (ms) | speed-up | outer iterations paper / default "
+print("| K | switching | paper (ms) | default (ms) | speed-up | power-bandwidth iterations paper / default "
       "| scheduled | J paper / default |")
 print("|---:|---|---:|---:|---:|---|---:|---|")
 for K in (100, 1000):
-    for switching in ("dual_ascent", "greedy", "one_shot"):
+    for switching in ("online", "greedy", "one_shot"):
         slow, fast = (measure(K, switching, SETTINGS[s]) for s in ("paper", "default"))
         print(f"| {K} | {switching} | {slow[0]:.0f} | {fast[0]:.0f} | {slow[0] / fast[0]:.1f}x | "
               f"{slow[1]:.1f} / {fast[1]:.1f} | {fast[2]:.0f} | {slow[3]:.3f} / {fast[3]:.3f} |")

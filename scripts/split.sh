@@ -18,9 +18,9 @@ done
 # 2. online Lyapunov scheduling vs the scheduling baselines (all split federated LoRA)
 "$AIRTUNE" report "$out"/sst2-{split-lyapunov,split-random,split-bestchannel,split-full} --out "$res/scheduling" \
   --metric lyap_queue_mean_j --metric lyap_queue_max_j --metric lyap_N --metric lyap_budget_ratio_max
-# 3. tables from the runs' logs (device compute, long-term energy per device vs the 0.03 J budget)
-"$PY" scripts/split_table.py "$out"/sst2-* --budget-j 0.03 --out "$res/table.md"
+# 3. tables from the runs' logs (device compute, long-term energy per device vs the Lyapunov run's budget)
+"$PY" scripts/split_table.py "$out"/sst2-* --budget-j auto --out "$res/table.md"
 # 4. V trade-off: allocation-only simulation over 400 rounds (no training)
-#    with the config's bound weights (rho = 0.95), and with every round weighted equally (rho = 1)
+#    with the config's bound weights (geometric), and with every round weighted equally (rho = 1)
 "$PY" scripts/split_vsweep.py configs/split/sst2-split-lyapunov.yaml --rounds 400 --V 0.03 0.3 3 30 --out "$res"
 "$PY" scripts/split_vsweep.py configs/split/sst2-split-lyapunov.yaml --rounds 400 --V 0.03 0.3 3 30 --rho 1 --out "$res"

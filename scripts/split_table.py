@@ -4,7 +4,7 @@ Device compute, participation and the long-term energy-budget check come from cl
 (one row per device and round): a device's long-term energy is its total energy over the run
 divided by the number of rounds (unscheduled rounds count as 0 J), compared with the budget.
 
-Usage: python scripts/split_table.py RUN_DIR... --budget-j 0.03 --out FILE.md
+Usage: python scripts/split_table.py RUN_DIR... [--budget-j J|auto] --out FILE.md
 """
 
 from __future__ import annotations
@@ -34,13 +34,26 @@ def row(run: Path, budget_j: float) -> dict:
             "wall (s)": summary["wall_time_s"]}
 
 
+def logged_budget(runs: list[Path]) -> float:
+    """The Lyapunov planner's per-device budget (``lyap_budget_j``, calibrated or fixed) of the last
+    round of the first run that logged one."""
+    for run in runs:
+        values = [r["lyap_budget_j"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                  if r.get("lyap_budget_j") is not None]
+        if values:
+            return float(values[-1])
+    raise SystemExit("error: --budget-j auto: no run logged lyap_budget_j; fix: give --budget-j J")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--budget-j", type=float, required=True)
+    ap.add_argument("--budget-j", default="auto",
+                    help="per-device budget in J/round, or auto: the last lyap_budget_j a run logged")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    rows = [row(r, a.budget_j) for r in a.runs]
+    budget = logged_budget(a.runs) if a.budget_j == "auto" else float(a.budget_j)
+    rows = [row(r, budget) for r in a.runs]
     cols = list(rows[0])
 
     def fmt(v):

@@ -38,7 +38,7 @@ def simulate(s, rounds: int) -> dict:
     planner = build_planner(s)
     server = s.strategy.init_state(s.initial_state)
     samples_all = np.asarray(s.strategy.context.samples_per_round, dtype=float)
-    n_sel, energy, latency, queue_mean = [], [], [], []
+    n_sel, energy, latency, queue_mean, budget = [], [], [], [], []
     for t in range(rounds):
         ch = step_channel(s.channel, rng(cfg.seed, "channel", t), cfg.wireless.fading)
         x = round_inputs(s, server, t, ch)
@@ -53,7 +53,8 @@ def simulate(s, rounds: int) -> dict:
         energy.append(np.where(sel, radio.cost.energy_j, 0.0))
         latency.append(radio.cost.round_latency_s)
         queue_mean.append(rep.get("lyap_queue_mean_j", 0.0))
-    return {"n": np.array(n_sel), "energy": np.array(energy), "latency": np.array(latency),
+        budget.append(rep.get("lyap_budget_j", np.nan))
+    return {"n": np.array(n_sel), "energy": np.array(energy), "latency": np.array(latency), "budget": np.array(budget),
             "queue_mean": np.array(queue_mean)}
 
 
@@ -85,11 +86,12 @@ def main() -> None:
     base = load_config(a.config, [f"rounds={a.rounds}"])
     s = build(base)
     alloc = base.allocation
-    budget = float(alloc.options["energy_budget_j"])
     rows, series = [], {}
+    budget = float("nan")   # the planner's per-device budget (calibrated: its final value), as it logs it
     for v in a.V:
         opts = {**alloc.options, "V": v, **({} if a.rho is None else {"rho": a.rho})}
         r = simulate(variant(s, allocation=alloc.model_copy(update={"options": opts})), a.rounds)
+        budget = float(r["budget"][-1])
         rows.append(summarise(f"lyapunov V={v:g}", r, budget))
         series[f"V={v:g}"] = r
     for name, sched, n in (("random, equal bandwidth", "random", base.devices_per_round),

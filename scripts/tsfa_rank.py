@@ -3,8 +3,8 @@
 
 Builds the run (data, model, devices, channel at round 0) exactly as ``airtune run`` would, runs
 stage 1 of the ``tsfa`` allocator (``allocation/tsfa/planner.py``) and prints the candidate table
-and the chosen rank; exits 1 when it differs from ``lora.rank`` (set ``lora.rank`` to the printed
-value, or keep ``allocation.options.rank_policy: report`` to train the configured rank).
+and the chosen rank. Under ``rank_policy: adopt`` (the default) the run trains the printed rank;
+under ``enforce``/``report`` the script exits 1 when it differs from ``lora.rank``.
 
 Usage (repository root)::
 
@@ -36,13 +36,13 @@ def main(argv: list[str]) -> int:
     planner = build_planner(s)
     choice = planner.run_stage1(round_inputs(s, server, 0, ch))
     cols = ["candidate_ranks", "expected_latency_s", "kept_components", "kept_latency_s", "rank_term",
-            "sparsification_term", "latency_term", "bound", "feasible"]
+            "sparsification_term", "bound", "feasible"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---:|" * len(cols))
     for row in choice.table():
         print("| " + " | ".join(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols) + " |")
     print(f"stage 1: {choice.message}; chosen rank {choice.rank}, lora.rank {cfg.lora.rank}")
-    return 0 if choice.rank == cfg.lora.rank else 1
+    return 0 if choice.rank == cfg.lora.rank or planner.options.rank_policy == "adopt" else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Command line: ``airtune run | validate | ls | report | sweep``.
+"""Command line: ``airtune run | validate | ls | report | sweep | flower``.
 
 Errors a user can fix are printed on one line each (``error: ...``) with exit status 2.
 """
@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--slurm", action="append", metavar="KEY=VALUE",
                     help="submitit SLURM parameter (repeatable), e.g. partition=gpu, timeout_min=600")
     sw.set_defaults(func=cmd_sweep)
+    from airtune.flower.commands import add_flower_parser  # no flwr import until a flower command runs
+
+    add_flower_parser(sub)
     return parser
 
 

@@ -21,7 +21,7 @@ from airtune.registry import ALLOCATORS, STRATEGIES
 
 
 def test_kinds_are_the_fields_present():
-    assert directive_kinds() == {"sparsity", "modules"} and hint_kinds() == {"soft_payload", "modules"}
+    assert directive_kinds() == {"sparsity", "modules"} and hint_kinds() == {"soft_payload", "modules", "dissimilarity"}
     assert Directives().kinds() == frozenset() and Hints().kinds() == frozenset()
     d = Directives(sparsity=SparsityDirective(np.array([1.0, 0.25])))
     assert d.kinds() == {"sparsity"}

@@ -15,7 +15,7 @@ from airtune.strategies.base import ServerState
 from airtune.strategies.fedit import FedIT
 from airtune.strategies.flexlora import FlexLoRA
 from airtune.strategies.soft import OrthPenalty, Soft, keep_counts
-from airtune.strategies.sparse_baselines import SvdLoRA, TopkLoRA
+from airtune.strategies.sparse_baselines import ForgivingTopkLoRA, SvdLoRA, TopkLoRA
 
 HEAD_BITS = (2 * 5 + 2) * 64   # float64 head of the synthetic states
 
@@ -116,16 +116,33 @@ def test_soft_error_feedback_residual_is_the_unsent_update_and_is_reused(syn, ge
         assert torch.allclose(newer.tensors[a], torch.where(mask[:, None], A_c, g2[a]))
 
 
-def test_topk_full_keep_equals_fedit_and_partial_keeps_global_entries(syn, gen):
+def test_naive_topk_zeroes_unsent_entries_by_value(syn, gen):
     ctx = syn.context([4, 4])
     server = _server(syn, gen)
     ups = _updates(syn, gen, 4, "topk_ratio", [1.0, 1.0])
+    for cls in (TopkLoRA, ForgivingTopkLoRA):
+        new, _ = cls(context=ctx).aggregate(0, server, ups, {0, 1})
+        ref, _ = FedIT(context=ctx).aggregate(0, server, ups, {0, 1})
+        for k in ref.tensors:
+            assert torch.allclose(new.tensors[k], ref.tensors[k])
+    ups = _updates(syn, gen, 4, "topk_ratio", [0.25, 0.25])
     new, _ = TopkLoRA(context=ctx).aggregate(0, server, ups, {0, 1})
-    ref, _ = FedIT(context=ctx).aggregate(0, server, ups, {0, 1})
-    for k in ref.tensors:
-        assert torch.allclose(new.tensors[k], ref.tensors[k])
+    a = next(iter(syn.LAYERS)) + ".lora_A.weight"
+    # by hand: each device's A keeps its ceil(0.25 * 20) = 5 largest |values|, the rest is 0; FedAvg 1/3, 2/3
+    expect = torch.zeros_like(server.tensors[a])
+    for w, u in zip([1 / 3, 2 / 3], ups):
+        x = u.state[a]
+        thr = torch.sort(x.abs().reshape(-1), descending=True).values[4]
+        expect += w * torch.where(x.abs() >= thr, x, torch.zeros_like(x))
+    assert torch.allclose(new.tensors[a], expect)
+    assert (new.tensors[a] == 0).sum() >= 20 - 10
+
+
+def test_forgiving_topk_keeps_global_entries(syn, gen):
+    ctx = syn.context([4, 4])
+    server = _server(syn, gen)
     ups = _updates(syn, gen, 4, "topk_ratio", [0.1, 0.1])
-    new, rep = TopkLoRA(context=ctx).aggregate(0, server, ups, {0})
+    new, rep = ForgivingTopkLoRA(context=ctx).aggregate(0, server, ups, {0})
     a = next(iter(syn.LAYERS)) + ".lora_A.weight"
     changed = (new.tensors[a] != server.tensors[a]).sum().item()
     assert changed == 2      # ceil(0.1 * 20) entries of device 0's A
@@ -170,7 +187,8 @@ def test_orth_penalty_on_a_module_sums_layers():
 
 def test_soft_init_makes_a_rows_orthonormal_and_hints_are_consistent(syn, gen):
     ctx = syn.context([4, 4])
-    soft = Soft({"keep_ratio": 0.5}, context=ctx)
+    assert Soft(context=ctx).options.orthonormal_init is False      # papers.md has no QR init
+    soft = Soft({"keep_ratio": 0.5, "orthonormal_init": True}, context=ctx)
     server = soft.init_state(syn.make_state(4, gen))
     for p in syn.LAYERS:
         A = server.tensors[f"{p}.lora_A.weight"]
@@ -181,6 +199,36 @@ def test_soft_init_makes_a_rows_orthonormal_and_hints_are_consistent(syn, gen):
     assert h.rank == 4
     st = server.tensors
     assert [soft.uplink_bits(syn.update(0, st, 1, soft_keep=m)) for m in range(5)] == h.payload_bits.tolist()
-    assert h.error_curve[0] == pytest.approx(1.0) and h.error_curve[-1] == 0.0
+    # no device seen yet: every row is the global factors' relative curve, energy = the global one
+    assert h.error_curve.shape == (2, 5) and np.allclose(h.error_curve[:, 0], 1.0) and np.all(h.error_curve[:, -1] == 0)
+    assert np.allclose(h.error_curve[0], h.error_curve[1]) and h.error_energy[0] == h.error_energy[1] > 0
     zero_b = ServerState(syn.make_state(4, gen, zero_b=True))
     assert soft.planner_hints(zero_b).soft_payload.error_curve is None
+
+
+def test_soft_hints_carry_each_devices_own_curve_from_its_last_delivered_factors(syn, gen):
+    ctx = syn.context([4, 4, 4])
+    soft = Soft({"orthonormal_init": False}, context=ctx)
+    server = soft.init_state(syn.make_state(4, gen))
+    ups = _updates(syn, gen, 4, "soft_keep", [2, 3, 1])
+    new, _ = soft.aggregate(0, server, ups, {0, 1})          # device 2 lost: not known yet
+    scale2 = (syn.ALPHA / 4) ** 2
+    h = soft.planner_hints(new).soft_payload
+    for k in (0, 1):  # by hand: scale^2 * sum over layers of the tail sums of the sorted squared scores
+        expect = np.zeros(5)
+        for prefix in syn.LAYERS:
+            a, b = f"{prefix}.lora_A.weight", f"{prefix}.lora_B.weight"
+            s2 = np.sort((torch.linalg.vector_norm(ups[k].state[b], dim=0)
+                          * torch.linalg.vector_norm(ups[k].state[a], dim=1)).numpy() ** 2)[::-1]
+            expect += scale2 * np.array([s2[m:].sum() for m in range(5)])
+        assert h.error_energy[k] == pytest.approx(expect[0], rel=1e-12)
+        np.testing.assert_allclose(h.error_curve[k], expect / expect[0], rtol=1e-12)
+    assert not np.allclose(h.error_curve[0], h.error_curve[1])
+    # device 2 (never delivered): the global factors' relative curve and the mean energy of 0 and 1
+    assert h.error_energy[2] == pytest.approx(0.5 * (h.error_energy[0] + h.error_energy[1]))
+    glob = soft.planner_hints(ServerState(new.tensors)).soft_payload.error_curve[0]
+    np.testing.assert_allclose(h.error_curve[2], glob)
+    # a later round overwrites device 0's curve only
+    newer, _ = soft.aggregate(1, new, _updates(syn, gen, 4, "soft_keep", [4]), {0})
+    h2 = soft.planner_hints(newer).soft_payload
+    assert h2.error_energy[1] == h.error_energy[1] and h2.error_energy[0] != h.error_energy[0]

@@ -33,6 +33,7 @@ def test_soft_tsfa_error_feedback_runs_and_resumes_exactly(glue_dir, tmp_path):
                  "data.test_subset=100", "train.local_steps=2", "strategy.name=soft",
                  "strategy.options.error_feedback=true", "allocation.name=tsfa",
                  "allocation.options.latency_budget_s=0.3", "allocation.options.stage1_samples=16",
+                 "allocation.options.rank_policy=report",
                  "wireless.uplink_bandwidth_hz=1.0e6", "wireless.link=error_free", f"data.dir={glue_dir}",
                  "train.num_threads=1"]
     try:
@@ -64,3 +65,25 @@ def test_soft_tsfa_error_feedback_runs_and_resumes_exactly(glue_dir, tmp_path):
         assert all(1 <= k <= R for k in kept)
         assert sum(c["payload_bits"] for c in sel) == sum(
             k * LAYERS * 2 * D * 32 + LAYERS * R + HEAD_BITS for k in kept)
+
+
+def test_tsfa_stage1_decides_the_trained_rank_by_default(glue_dir, tmp_path):
+    """rank_policy=adopt (default): the adapters are built at the stage-1 rank, whatever lora.rank says."""
+    before = torch.get_num_threads()
+    overrides = ["rounds=1", "eval_every=1", "num_devices=4", "devices_per_round=2", "data.train_subset=300",
+                 "data.test_subset=50", "train.local_steps=1", "strategy.name=soft", "allocation.name=tsfa",
+                 "allocation.options.latency_budget_s=50.0", "allocation.options.stage1_samples=8",
+                 "allocation.options.candidate_ranks=[2,4]", "lora.rank=8", "wireless.link=error_free",
+                 f"data.dir={glue_dir}", "train.num_threads=1"]
+    try:
+        assert main(["run", "--out", str(tmp_path / "run"), *overrides, "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    (row,) = read(tmp_path / "run" / "metrics.jsonl")
+    assert row["tsfa_stage1_rank"] in (2, 4) and row["soft_rank"] == row["tsfa_stage1_rank"]
+    # uplink: m (d + n) 32 per matrix + the r-bit masks + head, with r the stage-1 rank
+    r = row["soft_rank"]
+    clients = [c for c in read(tmp_path / "run" / "clients.jsonl") if c["selected"]]
+    for c in clients:
+        m = (c["payload_bits"] - HEAD_BITS - LAYERS * r) / (LAYERS * 2 * D * 32)
+        assert m == round(m) and 1 <= m <= r

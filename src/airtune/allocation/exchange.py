@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Directives", "Hints", "ModuleDirective", "ModuleSetHint", "SoftPayloadHint", "SparsityDirective",
+__all__ = ["Directives", "DissimilarityHint", "Hints", "ModuleDirective", "ModuleSetHint", "SoftPayloadHint", "SparsityDirective",
            "directive_kinds", "hint_kinds"]
 
 
@@ -92,6 +92,10 @@ class SoftPayloadHint:
     rank: int
     payload_bits: npt.NDArray[np.float64]
     error_curve: npt.NDArray[np.float64] | None = None
+    error_energy: npt.NDArray[np.float64] | None = None
+    """(appended, paper 2 item 1) with a (K, r+1) ``error_curve``: each device's absolute
+    truncation energy eps_k(0), shape (K,), so the planner can scale the relative curves;
+    ``None``: unknown (every device weighs the same)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rank", int(self.rank))
@@ -104,6 +108,13 @@ class SoftPayloadHint:
             if curve.shape[-1] != self.rank + 1:
                 raise ValueError(f"SoftPayloadHint.error_curve must end in {self.rank + 1} values, got {curve.shape}")
             object.__setattr__(self, "error_curve", curve)
+        if self.error_energy is not None:
+            energy = _frozen_array(self.error_energy, float, "SoftPayloadHint.error_energy", (1,))
+            if (self.error_curve is None or self.error_curve.ndim != 2 or energy.shape != self.error_curve.shape[:1]
+                    or np.any(energy < 0) or not np.all(np.isfinite(energy))):
+                raise ValueError("SoftPayloadHint.error_energy needs a (K, r+1) error_curve and K finite "
+                                 f"non-negative values, got shape {energy.shape}")
+            object.__setattr__(self, "error_energy", energy)
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,6 +139,8 @@ class Hints:
 
     soft_payload: SoftPayloadHint | None = None
     modules: ModuleSetHint | None = None
+    dissimilarity: DissimilarityHint | None = None
+    """(appended, paper 3 item 7) each device's measured update dissimilarity."""
 
     def kinds(self) -> frozenset[str]:
         """Names of the hints present."""
@@ -142,3 +155,24 @@ def directive_kinds() -> frozenset[str]:
 def hint_kinds() -> frozenset[str]:
     """Every hint kind a component may declare."""
     return frozenset(f.name for f in fields(Hints))
+
+
+@dataclass(frozen=True, eq=False)
+class DissimilarityHint:
+    r"""Each device's data heterogeneity as the strategy measured it (paper 3, Theorem 1's
+    heterogeneity term): ``values`` (K,) finite, >= 0, unit-free :math:`\delta_k`; ``measured``
+    (K,) bool, False where :math:`\delta_k` is the strategy's prior (a device never measured).
+    How it is measured is the strategy's concern (``strategies/switching.py``)."""
+
+    values: npt.NDArray[np.float64]
+    measured: npt.NDArray[np.bool_]
+
+    def __post_init__(self) -> None:
+        vals = _frozen_array(self.values, float, "DissimilarityHint.values", (1,))
+        if np.any(vals < 0) or not np.all(np.isfinite(vals)):
+            raise ValueError(f"DissimilarityHint.values must be finite and >= 0, got {vals.tolist()}")
+        seen = _frozen_array(self.measured, bool, "DissimilarityHint.measured", (1,))
+        if seen.shape != vals.shape:
+            raise ValueError(f"DissimilarityHint.measured must have shape {vals.shape}, got {seen.shape}")
+        object.__setattr__(self, "values", vals)
+        object.__setattr__(self, "measured", seen)

@@ -56,7 +56,8 @@ def planned_latency_s(link: LinkModel, inputs: RoundInputs, selected: npt.ArrayL
     sel = np.asarray(selected, bool)
     n = int(sel.sum())
     up = comm_latency_s(np.asarray(inputs.uplink_bits, float),
-                        np.where(sel, link.uplink_rate_bps(bandwidth_hz, power_w, inputs.channel_gain), 1.0))
+                        np.where(sel, link.uplink_rate_bps(bandwidth_hz, power_w, inputs.channel_gain,
+                                                           inputs.uplink_bits), 1.0))
     server = n * np.asarray(inputs.server_s_alone, float) * np.ones(sel.shape)
     lat = np.where(sel, device_latency_s(inputs.compute_s, server, up, planned_downlink_s(link, inputs, n)), 0.0)
     return lat, round_latency_s(lat, sel)

@@ -120,10 +120,17 @@ class TrainConfig(_Section):
     max_grad_norm: float | None = Field(
         1.0, gt=0, examples=[1.0], description="gradient clipping norm; null: no clipping"
     )
+    proximal_mu: float = F(0.0, "FedProx proximal weight mu: + mu/2 ||w - w_global||^2 in every local step; 0: off",
+                           ge=0)
     num_threads: int = F(2, "torch CPU threads for local training", ge=1)
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
                         description="torch device of training and evaluation: auto (a GPU when present), cpu, "
                                     "cuda, cuda:N or mps")
+    engine: Literal["auto", "sequential", "batched"] = F(
+        "auto", "how a round's devices train: sequential (one after the other), batched (compatible devices in one "
+        "forward/backward pass, training/batched.py), auto (batched on a GPU, sequential on a CPU, where batching "
+        "is not faster: docs/benchmarks.md)")
+    batched_max_devices: int = F(16, "devices per batched pass at most (memory)", ge=1)
 
 
 class WirelessConfig(_Section):
@@ -151,6 +158,9 @@ class WirelessConfig(_Section):
     interferer_density_per_m2: float = F(5e-7, "density of the PPP of out-of-cell interferers per square metre", ge=0)
     interferer_power_dbm: float = F(23.0, "transmit power of each interferer in dBm")
     sinr_threshold_db: float = F(0.0, "fixed_rate_outage: the SINR theta the rate is set for; below it an upload is lost")
+    upload_slot_s: float | None = Field(
+        None, gt=0, examples=[0.5], description="fixed_rate_outage: upload slot T in s; the rate is payload / T and "
+        "the SINR threshold 2^(payload/(T b)) - 1 (paper 3: a smaller module needs a lower SINR); null: sinr_threshold_db")
     target_outage: float = F(0.1, "adaptive_outage: probability that interference makes an upload undecodable", gt=0, lt=1)
     server_flops_per_s: float = F(
         5e13, "edge-server throughput for the encoder of split learning, shared equally by the scheduled devices",
@@ -207,6 +217,18 @@ class AllocationConfig(_Section):
     )
 
 
+class ServerOptimizerConfig(_Section):
+    """Server-side optimiser on the aggregated update (strategies/server_opt.py; Reddi et al. 2021)."""
+
+    name: Literal["none", "fedavgm", "fedadam", "fedyogi"] = F(
+        "none", "none (the aggregate is the new global model), fedavgm, fedadam or fedyogi")
+    lr: float = F(1.0, "server learning rate eta", gt=0)
+    momentum: float = F(0.9, "fedavgm: momentum beta", ge=0, lt=1)
+    beta1: float = F(0.9, "fedadam/fedyogi: first-moment decay", ge=0, lt=1)
+    beta2: float = F(0.99, "fedadam/fedyogi: second-moment decay", ge=0, lt=1)
+    tau: float = F(1e-3, "fedadam/fedyogi: adaptivity tau (also the initial sqrt(v))", gt=0)
+
+
 class StrategyConfig(_Section):
     """Federated fine-tuning method."""
 
@@ -214,6 +236,18 @@ class StrategyConfig(_Section):
     options: dict[str, Any] = Field(
         default_factory=dict, description="strategy-specific options, validated by the strategy"
     )
+    server_optimizer: ServerOptimizerConfig = Field(
+        default_factory=ServerOptimizerConfig, description="server-side optimiser on the aggregate")
+
+
+class TrackingConfig(_Section):
+    """Optional mirrors of metrics.jsonl in experiment trackers (metrics/sinks.py); JSONL stays the source of truth."""
+
+    tensorboard: bool = F(False, "also log each round's scalars to <run dir>/tensorboard (needs tensorboard)")
+    mlflow: bool = F(False, "also log the config and each round's scalars to an MLflow run (needs mlflow)")
+    mlflow_tracking_uri: str | None = Field(None, examples=["file:./mlruns"],
+                                            description="MLflow tracking URI; null: MLflow's default")
+    mlflow_experiment: str = F("airtune", "MLflow experiment name")
 
 
 class Config(BaseModel):
@@ -234,6 +268,7 @@ class Config(BaseModel):
     wireless: WirelessConfig = Field(default_factory=WirelessConfig, description="wireless network")
     allocation: AllocationConfig = Field(default_factory=AllocationConfig, description="resource allocation")
     strategy: StrategyConfig = Field(default_factory=StrategyConfig, description="federated strategy")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="optional TensorBoard / MLflow mirrors")
 
     @field_validator("devices_per_round")
     @classmethod

@@ -47,10 +47,10 @@ def radio_round(link: LinkModel, ch: ChannelState, dev: DeviceProfiles, alloc: A
     edge server's share, run at ``server_flops_per_s`` split equally among the scheduled devices.
     """
     sel = np.asarray(alloc.selected, bool)
-    ul_rate = np.where(sel, link.uplink_rate_bps(alloc.bandwidth_hz, alloc.power_w, ch.channel_gain), 0.0)
+    ul_rate = np.where(sel, link.uplink_rate_bps(alloc.bandwidth_hz, alloc.power_w, ch.channel_gain, uplink_bits), 0.0)
     real = link.realise(outage_rng, alloc.bandwidth_hz, alloc.power_w, ch.channel_gain, ul_rate, sel)
     success = np.where(sel, link.success_probability(ch.distance_m, alloc.bandwidth_hz, alloc.power_w,
-                                                     link.planner_gain(ch)), 0.0)
+                                                     link.planner_gain(ch), uplink_bits), 0.0)
     dl_rate = link.downlink_rate_bps(sel, ch.channel_gain)
     cost = round_costs(cycles_per_sample=dev.cycles_per_sample * compute_fraction, num_samples=num_samples,
                        cpu_freq_hz=dev.cpu_freq_hz, kappa=dev.kappa, power_w=alloc.power_w,

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -41,8 +42,11 @@ from airtune.experiment.setup import Setup, build
 from airtune.experiment.validate import exchange_error
 from airtune.lora.adapters import lora_in_out_dims, save_adapter, save_adapter_state
 from airtune.metrics.records import RoundRecord, records_from_arrays
+from airtune.metrics.sinks import make_sinks
 from airtune.registry import ALLOCATORS
 from airtune.strategies.base import ServerState
+from airtune.strategies.server_opt import ServerOptimizer, server_step
+from airtune.training.batched import BatchedEngine
 from airtune.training.engine import Engine
 from airtune.training.evaluate import ensemble_metrics, evaluate
 from airtune.training.local import OptimConfig
@@ -69,8 +73,25 @@ class Totals:
 def make_engine(s: Setup) -> Engine:
     t = s.cfg.train
     optim = OptimConfig(lr=t.lr, head_lr=t.head_lr, weight_decay=t.weight_decay, optimizer=t.optimizer,
-                        max_grad_norm=t.max_grad_norm, precision=s.cfg.model.precision)
+                        max_grad_norm=t.max_grad_norm, precision=s.cfg.model.precision, proximal_mu=t.proximal_mu)
+    device = next(s.model.parameters()).device
+    if t.engine == "batched" or (t.engine == "auto" and device.type == "cuda"):
+        log.info("engine: batched, up to %d devices per pass (train.engine = %s, device %s)",
+                 t.batched_max_devices, t.engine, device)
+        return BatchedEngine(s.model, s.train, s.partitions, t.batch_size, optim, s.head_keys,
+                             max_devices=t.batched_max_devices)
     return Engine(s.model, s.train, s.partitions, t.batch_size, optim, s.head_keys)
+
+
+def apply_server_optimizer(cfg: Config, previous: ServerState, server: ServerState) -> ServerState:
+    """The configured server optimiser's step on the aggregate (``strategies/server_opt.py``);
+    its moments live in ``server.extra["server_opt"]`` so that checkpoints keep them."""
+    o = cfg.strategy.server_optimizer
+    if o.name == "none":
+        return server
+    opt = ServerOptimizer(o.name, o.lr, o.momentum, o.beta1, o.beta2, o.tau)
+    tensors, moments = server_step(opt, previous.tensors, server.tensors, previous.extra.get("server_opt", {}))
+    return ServerState(tensors, {**server.extra, "server_opt": moments})
 
 
 def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
@@ -87,7 +108,7 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
     like an outage, charged no bits, and not aggregated.
     """
     wall0 = time.perf_counter()
-    s = build(cfg)
+    s = build_at_planned_rank(cfg)
     engine = (engine_factory or make_engine)(s)
     server, totals, start = s.strategy.init_state(s.initial_state), Totals(), 0
     ckpt = load_checkpoint(run_dir) if resume else None
@@ -101,7 +122,10 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
     if ckpt is not None:
         planner.load_state_dict(ckpt.get("planner", {}))
     K = cfg.num_devices
-    with metrics_log, clients_log:
+    sinks = make_sinks(cfg.tracking, run_dir, run_dir.name, cfg.model_dump(mode="json"))
+    with metrics_log, clients_log, contextlib.ExitStack() as closing:
+        for sink in sinks:
+            closing.callback(sink.close)
         for rnd in range(start, cfg.rounds):
             t0 = time.perf_counter()
             ch = step_channel(s.channel, rng(cfg.seed, "channel", rnd), cfg.wireless.fading)
@@ -136,7 +160,9 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
             lost = [k for k in selected if k not in delivered]
             if lost:
                 log.info("round %d: updates of devices %s lost to outage, not aggregated", rnd, lost)
+            previous = server
             server, report = s.strategy.aggregate(rnd, server, updates, delivered)
+            server = apply_server_optimizer(cfg, previous, server)
             report = {**report, **allocation_log(plan), **planner.observe(inputs, plan, RoundOutcome(
                 radio.delivered, radio.success_prob, radio.cost.energy_j, radio.cost.latency_s, ul_bits,
                 radio.cost.round_latency_s))}
@@ -156,6 +182,8 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
                 success_prob=radio.success_prob, num_samples=samples, train_loss=loss,
                 **_rank_column(ranks, K))))
             _checkpoint(s, engine, run_dir, rnd, server, totals, planner)
+            for sink in sinks:               # mirrors of metrics.jsonl (tracking section)
+                sink.log(record.to_dict())
             if on_round is not None:
                 on_round(record.to_dict())
             if stop_after_round is not None and rnd >= stop_after_round:
@@ -181,6 +209,22 @@ def check_config_hash(ckpt: dict[str, Any], cfg: Config, run_dir: Path) -> None:
         raise ResumeError(f"--resume '{run_dir}': the checkpoint was written under config hash {stored}, "
                           f"but {rundir.CONFIG} now hashes to {now}; fix: restore the run's {rundir.CONFIG} "
                           "or start a new run with --out")
+
+
+def build_at_planned_rank(cfg: Config) -> Setup:
+    """``build(cfg)``, rebuilt at the LoRA rank the allocator decides before training when it
+    decides one (``Planner.decide_rank``: TSFA stage 1 with ``rank_policy=adopt``, paper 2)."""
+    s = build(cfg)
+    decide = getattr(build_planner(s), "decide_rank", None)
+    if decide is None or not s.strategy.uses_lora:
+        return s
+    ch = step_channel(s.channel, rng(cfg.seed, "channel", 0), cfg.wireless.fading)
+    rank = decide(round_inputs(s, s.strategy.init_state(s.initial_state), 0, ch))
+    if rank is None or rank == cfg.lora.rank:
+        return s
+    log.info("allocator '%s' decided LoRA rank %d (lora.rank = %d): rebuilding the adapters",
+             cfg.allocation.name, rank, cfg.lora.rank)
+    return build(cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"rank": int(rank)})}))
 
 
 def build_planner(s: Setup) -> Planner:

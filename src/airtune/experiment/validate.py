@@ -43,6 +43,14 @@ def registry_errors(cfg: Config) -> list[str]:
         errors.extend(declaration_errors([cfg.allocation.name], "allocator", ALLOCATORS.get))
         if cfg.strategy.name in STRATEGIES:
             errors.extend(declaration_errors([cfg.strategy.name], "strategy", STRATEGIES.get))
+            if cfg.train.proximal_mu > 0 and cfg.strategy.name == "split_fedlora":
+                errors.append(f"train.proximal_mu = {cfg.train.proximal_mu:g}: the split loop has no proximal term; "
+                              "fix: set train.proximal_mu=0 with strategy split_fedlora")
+            so = cfg.strategy.server_optimizer.name
+            if so != "none" and not STRATEGIES.get(cfg.strategy.name).supports_server_optimizer:
+                errors.append(f"strategy.server_optimizer.name = '{so}': strategy '{cfg.strategy.name}' does not "
+                              "aggregate by a parameter step (strategies/server_opt.py); fix: set "
+                              "strategy.server_optimizer.name=none or use another strategy")
             errors.extend(pair_errors(cfg.strategy.name, cfg.allocation.name))
     return errors
 

@@ -13,7 +13,7 @@ Provenance tags ([K], [C], [R], [S]) are those of ``shared/design/papers.md``.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Literal, cast
 
 import torch
 from torch import Tensor
@@ -27,7 +27,13 @@ __all__ = [
     "truncation_error_curve",
     "orthogonality_error",
     "orthogonality_penalty",
+    "normalised_orthogonality_penalty",
+    "OrthForm",
+    "ORTH_FORMS",
 ]
+
+OrthForm = Literal["normalised", "gram"]
+ORTH_FORMS: tuple[str, ...] = ("normalised", "gram")
 
 
 def rank_importance(A: Tensor, B: Tensor) -> Tensor:
@@ -182,6 +188,40 @@ def orthogonality_penalty(A: Tensor, B: Tensor) -> Tensor:
     """
     sq_a, sq_b = _orthogonality_sq(A, B)
     return sq_a + sq_b
+
+
+def normalised_orthogonality_penalty(A: Tensor, B: Tensor, eps: float = 1e-12) -> Tensor:
+    r"""Scale-invariant SOFT orthogonality regulariser: squared cosines between components [R].
+
+    .. math::
+        \mathcal R_{\rm cos} = \sum_{i\ne j} \cos^2(a_i, a_j) + \sum_{i\ne j} \cos^2(b_i, b_j),
+        \qquad \cos(x, y) = \frac{x^\top y}{\|x\|\,\|y\|}
+
+    (``a_i`` rows of ``A``, ``b_i`` columns of ``B``), i.e. :func:`orthogonality_penalty`'s
+    off-diagonal Gram terms on unit-normalised rows and columns. Our choice (paper-checks.md
+    Paper 2 item 3): the scores :math:`s_i = \|b_i\|\|a_i\|` equal the singular values of
+    :math:`BA` exactly when the rows of ``A`` and the columns of ``B`` are mutually orthogonal,
+    whatever their norms, so only the angles are penalised. The Gram form's
+    :math:`\|\mathrm{offdiag}(B^\top B)\|_F^2` scales as :math:`\|B\|^4` and barely acts
+    while ``B`` is small (it starts at 0); this form is invariant to the scale of every row and
+    column and lies in :math:`[0, 2r(r-1)]`. A zero row/column (norm below ``eps``) contributes 0.
+
+    Parameters
+    ----------
+    A : Tensor, shape (r, n)
+    B : Tensor, shape (d, r)
+    eps : float, default 1e-12
+        Floor of the norms (no division by zero at ``B = 0``).
+
+    Returns
+    -------
+    Tensor, shape ()
+    """
+    _, r, _ = check_factors(A, B)
+    a_hat = A / torch.linalg.vector_norm(A, dim=1, keepdim=True).clamp_min(eps)
+    b_hat = B / torch.linalg.vector_norm(B, dim=0, keepdim=True).clamp_min(eps)
+    off = 1.0 - torch.eye(r, dtype=A.dtype, device=A.device)
+    return cast(Tensor, (((a_hat @ a_hat.T) * off) ** 2).sum() + (((b_hat.T @ b_hat) * off) ** 2).sum())
 
 
 def _orthogonality_sq(A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:

@@ -105,6 +105,7 @@ class Strategy:
     requires_directives: ClassVar[frozenset[str]] = frozenset()  # plan.directives kinds it cannot run without
     provides_hints: ClassVar[frozenset[str]] = frozenset()       # planner_hints kinds it supplies
     uses_lora_rank: ClassVar[bool] = True                        # reads lora.rank (else a warning)
+    supports_server_optimizer: ClassVar[bool] = True  # its aggregate is a parameter step (strategies/server_opt.py)
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, options: dict[str, Any] | None = None, context: StrategyContext | None = None) -> None:

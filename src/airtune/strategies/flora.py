@@ -84,6 +84,7 @@ class FLoRA(Strategy):
     """Stacking aggregation with merge-and-restart on the devices."""
 
     name = "flora"
+    supports_server_optimizer = False   # the aggregate merges into the base and restarts the factors
     supports_heterogeneous_ranks = True
     Options = FLoRAOptions
 

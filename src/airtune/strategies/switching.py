@@ -11,7 +11,18 @@ boolean mask (at most ``max_modules_per_device`` per row).
 Server state
     ``tensors``: module ``m``'s LoRA factors (raw PEFT convention, scale :math:`\alpha/r_m`)
     and its own task head, under keys ``"m<m>/<PEFT key>"``. ``extra["updates"]``: (M,)
-    number of delivered updates each module has aggregated so far.
+    number of delivered updates each module has aggregated so far. ``extra["dissimilarity"]``:
+    (K,) each device's last measured dissimilarity :math:`\delta_k` (NaN: never measured).
+
+Dissimilarity (for Theorem 1's heterogeneity term, paper-checks item 7; **our choice**, the
+paper's symbols were lost): when a module aggregates at least two delivered updates, each of
+them gets :math:`\delta_k = \|\Delta_k-\bar\Delta\|/\operatorname{mean}_j\|\Delta_j\|`, with
+:math:`\Delta_k` the device's update of the module (all its tensors, flattened) and
+:math:`\bar\Delta` their data-weighted mean (the FedAvg step). It is unit-free (the same scale for
+every rank) and 0 for identical updates; one delivered update alone says nothing and leaves
+:math:`\delta_k` as it was. The hint (:meth:`planner_hints`) sends the last value of each
+device, and for devices never measured the mean of the measured ones (0 while none is): the
+prior is "a typical device".
 
 Round
     Device :math:`k` subscribed to module :math:`m` receives :math:`(A_m, B_m)` and the head of
@@ -46,7 +57,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from airtune.allocation.exchange import Hints, ModuleSetHint
+from airtune.allocation.exchange import DissimilarityHint, Hints, ModuleSetHint
 from airtune.allocation.result import Allocation
 from airtune.errors import ConfigError
 from airtune.experiment.seeds import int_seed
@@ -57,7 +68,7 @@ from airtune.strategies.base import ServerState, Strategy, delivered_updates, te
 from airtune.strategies.common import head_state
 from airtune.training.engine import ClientTask, ClientUpdate
 
-__all__ = ["ModelSwitching", "module_adapter_name", "subscriptions"]
+__all__ = ["ModelSwitching", "module_adapter_name", "subscriptions", "update_dissimilarity"]
 
 
 def module_adapter_name(m: int) -> str:
@@ -86,6 +97,21 @@ def subscriptions(modules: Any, num_devices: int, num_modules: int) -> np.ndarra
                      f"got {arr.shape}")
 
 
+def update_dissimilarity(updates: list[dict[str, torch.Tensor]], reference: dict[str, torch.Tensor],
+                         weights: list[float]) -> np.ndarray:
+    r""":math:`\delta_k=\|\Delta_k-\bar\Delta\|/\operatorname{mean}_j\|\Delta_j\|` (module docstring) of each
+    update, shape (n,); :math:`\Delta_k` = update - ``reference`` over ``reference``'s keys,
+    :math:`\bar\Delta` weighted by ``weights``. Zeros when every update is zero."""
+    keys = sorted(reference)
+    deltas = torch.stack([torch.cat([(u[k].double() - reference[k].double()).ravel() for k in keys])
+                          for u in updates])
+    w = torch.tensor(weights, dtype=torch.float64)
+    mean = (w[:, None] * deltas).sum(dim=0) / w.sum()
+    scale = float(deltas.norm(dim=1).mean())
+    dev = (deltas - mean[None, :]).norm(dim=1)
+    return np.asarray((dev / scale).tolist() if scale > 0 else np.zeros(len(updates)), dtype=float)
+
+
 class SwitchingOptions(BaseModel):
     """Options of ``model_switching``."""
 
@@ -103,7 +129,7 @@ class SwitchingOptions(BaseModel):
 class ModelSwitching(Strategy):
     accepts_directives = frozenset({"modules"})
     requires_directives = frozenset({"modules"})
-    provides_hints = frozenset({"modules"})
+    provides_hints = frozenset({"modules", "dissimilarity"})
     uses_lora_rank = False   # module ranks come from strategy.options
     """M LoRA modules of configurable ranks; devices train the module(s) the planner subscribes them to."""
 
@@ -133,7 +159,9 @@ class ModelSwitching(Strategy):
                 out[_prefix(m) + b_key] = torch.zeros(d, r, dtype=B0.dtype)
             for k, v in head.items():
                 out[_prefix(m) + k] = v.clone()
-        return ServerState(out, {"updates": np.zeros(len(self.ranks), dtype=np.int64)})
+        K = len(self.context.device_ranks)
+        return ServerState(out, {"updates": np.zeros(len(self.ranks), dtype=np.int64),
+                                 "dissimilarity": np.full(K, np.nan)})
 
     def module_state(self, server: ServerState, m: int) -> dict[str, torch.Tensor]:
         """Module ``m``'s tensors under their PEFT keys."""
@@ -175,18 +203,24 @@ class ModelSwitching(Strategy):
         tensors = dict(server.tensors)
         counts = np.array(server.extra["updates"], dtype=np.int64, copy=True)
         delivered_per_module = [0] * M
+        dissim = np.array(server.extra.get("dissimilarity", np.full(len(self.context.device_ranks), np.nan)),
+                          dtype=float, copy=True)
         for m in range(M):
             mine = [u for u in ok if u.memo["module"] == m]
             if not mine:
                 continue  # nobody delivered module m: it keeps its value
+            if len(mine) >= 2:
+                dissim[[u.device for u in mine]] = update_dissimilarity(
+                    [u.state for u in mine], self.module_state(server, m), [float(u.num_samples) for u in mine])
             avg = fedavg([u.state for u in mine], [float(u.num_samples) for u in mine])
             tensors.update({_prefix(m) + k: v for k, v in avg.items()})
             delivered_per_module[m] = len(mine)
             counts[m] += len(mine)
         subscribed = [sum(1 for u in updates if u.memo["module"] == m) for m in range(M)]
         report = {"aggregated": len(ok), "module_subscribed": subscribed, "module_delivered": delivered_per_module,
-                  "modules_trained": int(np.count_nonzero(counts))}
-        return ServerState(tensors, {**server.extra, "updates": counts}), report
+                  "modules_trained": int(np.count_nonzero(counts)),
+                  "dissimilarity_measured": int(np.isfinite(dissim).sum())}
+        return ServerState(tensors, {**server.extra, "updates": counts, "dissimilarity": dissim}), report
 
     # -- hooks ----------------------------------------------------------------------------------
     def eval_tasks(self, server: ServerState) -> list[ClientTask]:
@@ -207,10 +241,15 @@ class ModelSwitching(Strategy):
         return np.full(num_devices, bits), np.full(num_devices, bits)
 
     def planner_hints(self, server: ServerState) -> Hints:
-        """The module set for the planner: the ranks and each module's exact upload size in bits
-        (LoRA factors and head, as :meth:`uplink_bits` counts them)."""
+        r"""The module set for the planner: the ranks and each module's exact upload size in bits
+        (LoRA factors and head, as :meth:`uplink_bits` counts them); and each device's
+        dissimilarity :math:`\delta_k` (module docstring; the prior where never measured)."""
         bits = [float(tensor_bits(self.module_state(server, m))) for m in range(len(self.ranks))]
-        return Hints(modules=ModuleSetHint(ranks=tuple(self.ranks), payload_bits=np.asarray(bits)))
+        raw = np.asarray(server.extra.get("dissimilarity", np.full(len(self.context.device_ranks), np.nan)), float)
+        seen = np.isfinite(raw)
+        prior = float(raw[seen].mean()) if seen.any() else 0.0
+        return Hints(modules=ModuleSetHint(ranks=tuple(self.ranks), payload_bits=np.asarray(bits)),
+                     dissimilarity=DissimilarityHint(values=np.where(seen, raw, prior), measured=seen))
 
     def device_ranks(self, server: ServerState) -> np.ndarray | None:
         """None: a device's rank is the rank of the module it subscribes to, which changes per round

@@ -199,6 +199,8 @@ class Engine:
         from airtune.lora.split import split_model
         from airtune.training.split_loop import split_train_steps
 
+        if self.optim.proximal_mu > 0:
+            raise ValueError("the split loop does not support train.proximal_mu (FedProx); fix: set it to 0")
         if task.regularizer is not None:
             raise ValueError("the split loop does not support a regularizer (the server cannot add a "
                              "regulariser over the device's head, nor the device over the LoRA)")

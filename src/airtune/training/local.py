@@ -23,6 +23,7 @@ class OptimConfig:
     optimizer: str = "adamw"
     max_grad_norm: float | None = 1.0
     precision: str = "fp32"
+    proximal_mu: float = 0.0   # FedProx (Li et al., MLSys 2020): + mu/2 ||w - w_start||^2 per step
 
 
 def precision_context(precision: str, device_type: str = "cpu"):
@@ -47,6 +48,11 @@ def make_optimizer(params: dict[str, nn.Parameter], cfg: OptimConfig, is_head: C
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def proximal_term(params: list[torch.Tensor], start: list[torch.Tensor], mu: float) -> torch.Tensor:
+    """FedProx's proximal term: mu/2 * sum_p ||p - p0||_F^2 (Li et al., MLSys 2020, eq. 2)."""
+    return 0.5 * mu * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, start))
+
+
 def train_steps(
     model: nn.Module,
     batches: Iterable[dict[str, torch.Tensor]],
@@ -57,10 +63,13 @@ def train_steps(
     """Run one optimiser step per batch; return the per-step training losses.
 
     ``extra_loss(model)`` adds a regulariser (e.g. HetLoRA's tail penalty, SOFT's orthogonality).
+    ``cfg.proximal_mu > 0`` adds FedProx's proximal term mu/2 ||w - w0||^2 over the trained
+    tensors, w0 being their values when the loop starts (the global model the device received).
     """
     model.train()
     losses: list[float] = []
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    start = [p.detach().clone() for p in params] if cfg.proximal_mu > 0 else None
     for batch in batches:
         optimizer.zero_grad(set_to_none=True)
         with precision_context(cfg.precision, _device_type(model)):
@@ -68,6 +77,8 @@ def train_steps(
             loss = out.loss
         if extra_loss is not None:
             loss = loss + extra_loss(model)
+        if start is not None:
+            loss = loss + proximal_term(params, start, cfg.proximal_mu)
         loss.backward()
         if cfg.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)

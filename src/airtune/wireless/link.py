@@ -17,7 +17,11 @@ Modes (``wireless.link``)
     realised SNR (the server has the CSI, [S2] of paper 2); every upload is delivered.
 ``fixed_rate_outage`` (paper 3: seed text eq. (2), the success probability at an SINR
 threshold, and eq. (13), the minimum transmission delay of a module)
-    :math:`R_k = b_k\log_2(1+\theta)`; delivered iff :math:`\mathrm{SINR}_k \ge \theta`. With
+    :math:`R_k = b_k\log_2(1+\theta)`; delivered iff :math:`\mathrm{SINR}_k \ge \theta`. With an
+    upload slot :math:`T` (``wireless.upload_slot_s``, paper 3's transmission slot) the payload
+    sets the rate instead: :math:`R_k = S_k/T` and
+    :math:`\theta_k = 2^{S_k/(b_kT)}-1` (:meth:`LinkModel.sinr_threshold_for`), so a smaller
+    LoRA module needs a lower SINR over the same slot. With
     statistical CSI (the default: the planner sees distances only) and Rayleigh fading the
     success probability is the closed form of
     :func:`~airtune.wireless.outage.ppp_success_probability`; with instantaneous CSI (or no
@@ -58,7 +62,7 @@ from airtune.wireless.interference import (
     sample_interference_w,
     stable_index,
 )
-from airtune.wireless.outage import ppp_success_probability
+from airtune.wireless.outage import ppp_success_probability, sinr_threshold_for_rate
 from airtune.wireless.units import db_to_linear, dbm_to_w
 
 if TYPE_CHECKING:
@@ -104,6 +108,7 @@ class LinkModel:
     fading: str                      # small-scale fading model of the devices' links (FADING registry)
     interference_scale_w: float = 0.0
     interference_margin_w: float = 0.0
+    upload_slot_s: float | None = None  # T (fixed_rate_outage): rate = payload / T; None: rate at sinr_threshold
 
     def __post_init__(self) -> None:
         if self.mode not in LINK_MODES:
@@ -153,9 +158,33 @@ class LinkModel:
         """Channel gain (K,) a planner sees: realised (instantaneous CSI) or its mean, the path gain."""
         return np.asarray(ch.channel_gain if self.csi == "instantaneous" else ch.path_gain, float)
 
-    def uplink_rate_bps(self, bandwidth_hz: ArrayLike, power_w: ArrayLike, channel_gain: ArrayLike) -> np.ndarray:
-        """The rate an upload is sent at and charged for, shape (K,)."""
+    @property
+    def payload_sets_rate(self) -> bool:
+        """Whether the charged rate is payload / upload slot (fixed_rate_outage with ``upload_slot_s``)."""
+        return self.mode == "fixed_rate_outage" and self.upload_slot_s is not None
+
+    def sinr_threshold_for(self, bandwidth_hz: ArrayLike, payload_bits: ArrayLike | None = None) -> np.ndarray:
+        r"""SINR threshold (K,) of the fixed-rate link: :math:`2^{S_k/(b_kT)}-1` with an upload slot
+        (``inf`` at 0 Hz), else the configured :math:`\theta`."""
         b = np.asarray(bandwidth_hz, float)
+        if not self.payload_sets_rate:
+            return np.full(b.shape, self.sinr_threshold)
+        if payload_bits is None:
+            raise ValueError("LinkModel with upload_slot_s: the rate is payload / slot, pass payload_bits")
+        assert self.upload_slot_s is not None
+        return sinr_threshold_for_rate(np.asarray(payload_bits, float) / self.upload_slot_s, b)
+
+    def uplink_rate_bps(self, bandwidth_hz: ArrayLike, power_w: ArrayLike, channel_gain: ArrayLike,
+                        payload_bits: ArrayLike | None = None) -> np.ndarray:
+        """The rate an upload is sent at and charged for, shape (K,) (``payload_bits``: needed with an upload slot)."""
+        b = np.asarray(bandwidth_hz, float)
+        if self.payload_sets_rate:
+            assert self.upload_slot_s is not None
+            if payload_bits is None:
+                raise ValueError("LinkModel with upload_slot_s: the rate is payload / slot, pass payload_bits")
+            shape = np.broadcast_shapes(b.shape, np.shape(power_w), np.shape(channel_gain), np.shape(payload_bits))
+            rate = np.broadcast_to(np.asarray(payload_bits, float) / self.upload_slot_s, shape)
+            return np.where(np.broadcast_to(b, shape) > 0, rate, 0.0)
         if self.mode == "fixed_rate_outage":
             return cast(np.ndarray, np.broadcast_to(b * np.log2(1.0 + self.sinr_threshold),
                                                     np.broadcast_shapes(b.shape, np.shape(power_w),
@@ -163,24 +192,27 @@ class LinkModel:
         return shannon_rate_bps(b, power_w, channel_gain, self.noise_psd_w_per_hz, self.rate_interference_w)
 
     def success_probability(self, distance_m: ArrayLike, bandwidth_hz: ArrayLike, power_w: ArrayLike,
-                            channel_gain: ArrayLike) -> np.ndarray:
+                            channel_gain: ArrayLike, payload_bits: ArrayLike | None = None) -> np.ndarray:
         """Probability (K,) of the delivery event given what the planner sees (module docstring).
 
         ``channel_gain`` is what :meth:`planner_gain` returned; with statistical CSI and Rayleigh
-        fading it is not used (the closed form averages over the fading).
+        fading it is not used (the closed form averages over the fading). ``payload_bits``: needed
+        with an upload slot (it sets the threshold).
         """
         d, b, p, h = np.broadcast_arrays(*(np.asarray(x, float) for x in (distance_m, bandwidth_hz, power_w,
                                                                           channel_gain)))
+        theta = self.sinr_threshold_for(b, payload_bits) if self.mode == "fixed_rate_outage" else self.sinr_threshold
         on = (p > 0) & (b > 0)
         if self.mode == "error_free":
             return on.astype(float)
         if self.mode == "adaptive_outage":
             return np.where(on, 1.0 - (self.target_outage if self.interference_scale_w > 0 else 0.0), 0.0)
         if self.csi == "statistical" and self.rayleigh:
-            return ppp_success_probability(d, np.maximum(p, 1e-300), b, self.noise_psd_w_per_hz, self.sinr_threshold,
+            return ppp_success_probability(d, np.maximum(p, 1e-300), b, self.noise_psd_w_per_hz, theta,
                                            self.path_loss_exponent, self.path_gain_at_1m,
                                            self.interferer_density_per_m2, self.interferer_power_w) * on
-        slack_w = p * h / self.sinr_threshold - b * self.noise_psd_w_per_hz   # interference it tolerates
+        with np.errstate(divide="ignore"):
+            slack_w = p * h / theta - b * self.noise_psd_w_per_hz   # interference it tolerates
         if self.interference_scale_w <= 0:
             return cast(np.ndarray, (on & (slack_w >= 0)).astype(float))
         return np.where(on, positive_stable_cdf(slack_w / self.interference_scale_w, self.delta), 0.0)
@@ -230,4 +262,5 @@ def link_from_config(w: WirelessConfig) -> LinkModel:
         target_outage=float(w.target_outage), path_loss_exponent=float(path_loss_exponent_from_slope(w.path_loss_slope_db)),
         path_gain_at_1m=float(path_gain_at_1m_from_db(w.path_loss_const_db, w.path_loss_slope_db)),
         interferer_density_per_m2=float(w.interferer_density_per_m2),
-        interferer_power_w=float(dbm_to_w(w.interferer_power_dbm)), fading=w.fading)
+        interferer_power_w=float(dbm_to_w(w.interferer_power_dbm)), fading=w.fading,
+        upload_slot_s=None if w.upload_slot_s is None else float(w.upload_slot_s))

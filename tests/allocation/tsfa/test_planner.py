@@ -54,8 +54,8 @@ def measured_latency(inp: RoundInputs, plan) -> float:
 
 
 def planner(**opts):
-    """A tsfa planner with a light stage 1 (32 Monte-Carlo rounds)."""
-    return make_planner(TSFAPlanner, {"stage1_samples": 32, **opts}, context())
+    """A tsfa planner with a light stage 1 (32 Monte-Carlo rounds), training the hint's rank."""
+    return make_planner(TSFAPlanner, {"stage1_samples": 32, "rank_policy": "report", **opts}, context())
 
 
 def outcome(plan, latency_s: float) -> RoundOutcome:
@@ -131,16 +131,66 @@ def test_resume_is_exact():
     assert c.state_dict() == a.state_dict()
 
 
-def test_stage1_rank_is_reported_or_enforced():
+def test_stage1_rank_is_adopted_enforced_or_reported():
     loose = {"latency_budget_s": 50.0}
     p = planner(**loose)
     p.plan(inputs(0))
-    assert p.stage1_rank == 32          # every rank fits: the rank term 1/r decides
-    with pytest.raises(ConfigError, match=r"lora.rank = 8 but TSFA stage 1 chose rank 32.*fix: set lora.rank=32"):
-        planner(**{**loose, "rank_policy": "enforce"}).plan(inputs(0))
-    # a stage-1 choice equal to lora.rank passes under enforce
-    inp = inputs(0)
-    table32 = soft_payload_table(32, DIMS).astype(float) + 10_000
-    inp32 = RoundInputs(**{**inp.__dict__, "hints": Hints(soft_payload=SoftPayloadHint(rank=32, payload_bits=table32))})
-    plan = planner(**{**loose, "rank_policy": "enforce"}).plan(inp32)
-    assert plan.num_selected == N
+    assert p.stage1_rank in (2, 4, 8, 16, 32)
+    chosen = p.stage1_rank
+    # adopt (the default): decide_rank is the stage-1 rank, asked before the model is built
+    adopt = make_planner(TSFAPlanner, {"stage1_samples": 32, **loose}, context())
+    assert adopt.options.rank_policy == "adopt"
+    assert adopt.decide_rank(inputs(0)) == chosen
+    # a model built at another rank under adopt: the one-line error names the fix
+    other = 8 if chosen != 8 else 4
+    table = soft_payload_table(other, DIMS).astype(float) + 10_000
+    inp = RoundInputs(**{**inputs(0).__dict__, "hints": Hints(soft_payload=SoftPayloadHint(rank=other,
+                                                                                           payload_bits=table))})
+    with pytest.raises(ConfigError, match="rank_policy=adopt"):
+        make_planner(TSFAPlanner, {"stage1_samples": 32, **loose}, context()).plan(inp)
+    with pytest.raises(ConfigError, match=rf"lora.rank = {other} but TSFA stage 1 chose rank {chosen}.*fix: set lora.rank"):
+        planner(**{**loose, "rank_policy": "enforce"}).plan(inp)
+    assert planner(**loose).decide_rank(inp) is None          # report: the configured rank is trained
+    # stage 1 does not depend on the rank the model was first built at (the downlink is per candidate)
+    head = float(inputs(0).downlink_bits[0]) - R * sum(d + n for d, n in DIMS) * 32
+    inp_other = RoundInputs(**{**inp.__dict__, "downlink_bits": np.full(K, head + other * sum(d + n for d, n in DIMS) * 32)})
+    assert adopt.run_stage1(inp_other).rank == chosen
+    np.testing.assert_allclose(adopt.run_stage1(inp_other).bound, adopt.run_stage1(inputs(0)).bound, rtol=1e-9)
+
+
+def test_each_device_gets_its_own_error_curve():
+    """Row k of the hint is device k's: two otherwise identical plans differ only where the
+    curves differ, and a device whose update holds more energy keeps at least as many components."""
+    base = (1 - np.arange(R + 1) / R) ** 2
+    curves = np.tile(base, (K, 1))
+    energy = np.ones(K)
+    p0 = planner(latency_budget_s=0.5, v=1.0)
+    p0.queue_s = 0.4
+    inp = inputs(3)
+    hint = Hints(soft_payload=SoftPayloadHint(rank=R, payload_bits=TABLE, error_curve=curves, error_energy=energy))
+    plan_eq = p0.plan(RoundInputs(**{**inp.__dict__, "hints": hint}))
+    sel = np.flatnonzero(plan_eq.selected)
+    boosted = energy.copy()
+    boosted[sel[0]] = 50.0
+    p1 = planner(latency_budget_s=0.5, v=1.0)
+    p1.queue_s = 0.4
+    hint_b = Hints(soft_payload=SoftPayloadHint(rank=R, payload_bits=TABLE, error_curve=curves, error_energy=boosted))
+    plan_b = p1.plan(RoundInputs(**{**inputs(3).__dict__, "hints": hint_b}))   # same schedule stream
+    assert np.array_equal(plan_b.selected, plan_eq.selected)
+    kept_eq, kept_b = plan_eq.extra["kept_components"], plan_b.extra["kept_components"]
+    assert kept_b[sel[0]] > kept_eq[sel[0]]
+    assert np.all(kept_b[sel[1:]] <= kept_eq[sel[1:]])
+
+
+def test_scaled_error_table_by_hand():
+    from airtune.allocation.tsfa.planner import scaled_error_table
+    rel = np.array([[1.0, 0.5, 0.0], [1.0, 0.25, 0.0], [1.0, 0.0, 0.0]])
+    h = SoftPayloadHint(rank=2, payload_bits=np.array([1.0, 2.0, 3.0]), error_curve=rel,
+                        error_energy=np.array([2.0, 4.0, 9.0]))
+    idx, p = np.array([0, 1]), np.array([0.5, 0.5])
+    # absolute: rel * energy of rows 0, 1
+    np.testing.assert_allclose(scaled_error_table(h, idx, p, "absolute", 3.0), [[2.0, 1.0, 0.0], [4.0, 1.0, 0.0]])
+    # budget: T^2 eps / sum p^2 eps(0) = 9 eps / (0.25 * 2 + 0.25 * 4) = 6 eps
+    np.testing.assert_allclose(scaled_error_table(h, idx, p, "budget", 3.0), [[12.0, 6.0, 0.0], [24.0, 6.0, 0.0]])
+    flat = SoftPayloadHint(rank=2, payload_bits=np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(scaled_error_table(flat, idx, p, "budget", 1.0), [[2.0, 1.0, 0.0]] * 2)

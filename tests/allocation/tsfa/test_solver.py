@@ -14,7 +14,6 @@ from scipy.special import lambertw
 import airtune
 from airtune.allocation.min_bandwidth import min_bandwidth_from_snr_hz as _min_bandwidth_hz
 from airtune.allocation.tsfa.deadline import min_max_latency
-from airtune.allocation.tsfa.rank import RankBoundCoeffs, choose_rank
 from airtune.allocation.tsfa.solver import solve_tsfa_round, step_latency_queue
 from airtune.lora.soft_payload import soft_payload_table
 from airtune.wireless.channel import shannon_rate_bps
@@ -243,49 +242,7 @@ def test_lyapunov_queue_meets_the_long_term_latency_budget():
     assert 1.0 < kept.mean() < r  # the controller sparsifies, but not everything
 
 
-# --------------------------------------------------------------------------- offline stage
 DIMS = [(384, 384)] * 12
-PER_COMP = 12 * 768 * 32  # bits of one rank component over the 12 adapted matrices
-
-
-def symmetric_latency(m, r, comp=0.05, a=P * 1e-11 / N0, K=4):
-    """Identical devices: the equal split is the min-max allocation."""
-    share = B / K
-    return comp + (m * PER_COMP + 12 * r) / (share * np.log2(1 + a / share))
-
-
-def test_choose_rank_trades_rank_against_forced_sparsification():
-    g = np.full(4, 1e-11)
-    budget = float(symmetric_latency(5.5, 16))  # five components fit, six do not
-    args = (g, P, N0, B, 0.05, DIMS, budget)
-    res = choose_rank([8, 2, 16, 4], *args)
-    assert res.candidate_ranks.tolist() == [2, 4, 8, 16]
-    assert res.kept_components.tolist() == [2, 4, 5, 5]
-    np.testing.assert_allclose(
-        res.expected_latency_s, [symmetric_latency(r, r) for r in (2, 4, 8, 16)], rtol=1e-7
-    )
-    # bound = 1/r + (1 - m/r): 0.5, 0.25, 0.5, 0.75
-    np.testing.assert_allclose(res.bound, [0.5, 0.25, 0.5, 0.75], rtol=1e-12)
-    assert res.rank == 4 and res.feasible.all() and res.any_feasible
-    assert len(res.table()) == 4 and res.table()[1]["candidate_ranks"] == 4
-    # the user's tail energy of the ideal update replaces c_r / r (given in candidate order)
-    tail = {2: 1.0, 4: 0.5, 8: 0.01, 16: 0.0}
-    assert choose_rank([8, 2, 16, 4], *args, tail_energy=[tail[r] for r in (8, 2, 16, 4)]).rank == 8
-    # all r components must fit
-    full = choose_rank([2, 4, 8, 16], *args, bound_coeffs=RankBoundCoeffs(require_full_rank=True))
-    assert full.feasible.tolist() == [True, True, False, False] and full.rank == 4
-    # weighting latency favours a smaller rank
-    assert choose_rank([2, 4, 8, 16], *args, RankBoundCoeffs(latency_coeff=10.0)).rank == 2
-    # channel samples (N, K): N identical samples give the certainty-equivalent answer
-    sampled = choose_rank([2, 4, 8, 16], np.tile(g, (3, 1)), *args[1:])
-    np.testing.assert_allclose(sampled.bound, res.bound)
-
-
-def test_choose_rank_reports_an_impossible_budget():
-    res = choose_rank([2, 4], np.full(4, 1e-11), P, N0, B, 0.05, DIMS, 0.1)
-    assert not res.any_feasible and res.rank == 2 and "no candidate rank" in res.message
-    with pytest.raises(ValueError, match="distinct"):
-        choose_rank([2, 2], np.full(4, 1e-11), P, N0, B, 0.05, DIMS, 1.0)
 
 
 def test_soft_tables_plug_into_the_online_stage():

@@ -21,10 +21,14 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     "EMPTY_ROUND_PENALTY",
+    "WEIGHT_SHAPES",
     "EnergyQueues",
     "bound_weight",
     "g_inverse",
     "g_without_replacement",
+    "rho_for_first_weight",
+    "round_weight",
+    "step_aggregate_queue",
     "step_queues",
 ]
 
@@ -106,6 +110,107 @@ def step_queues(
     spent = np.where(sel, np.broadcast_to(np.asarray(energy_j, dtype=float), q.shape), 0.0)
     budget = np.broadcast_to(np.asarray(budget_j, dtype=float), q.shape)
     return EnergyQueues(np.maximum(q + spent - budget, 0.0))
+
+
+def step_aggregate_queue(
+    queue: EnergyQueues,
+    energy_j: ArrayLike,
+    scheduled: ArrayLike,
+    budget_j: ArrayLike,
+) -> EnergyQueues:
+    r"""Advance the single queue of the *aggregate* long-term energy constraint by one round.
+
+    Parameters
+    ----------
+    queue : EnergyQueues
+        :math:`Q(t)`, shape (1,).
+    energy_j : float or array_like, shape (K,)
+        Energy :math:`E_k(t)` in J of each device if scheduled (ignored where not scheduled).
+    scheduled : array_like of bool, shape (K,)
+        :math:`a_k(t)`.
+    budget_j : float or array_like, shape (K,)
+        Per-device budgets :math:`\bar E_k` in J; the aggregate budget is their sum.
+
+    Returns
+    -------
+    EnergyQueues
+        :math:`Q(t+1)`, shape (1,).
+
+    Notes
+    -----
+    The constraint :math:`\frac1T\sum_t\sum_k a_k(t)E_k(t) \le \sum_k \bar E_k` (one
+    "long-term constraint", as the abstract's singular reads) has one virtual queue
+
+    .. math:: Q(t+1) = \max\{Q(t) + \textstyle\sum_k a_k(t)E_k(t) - \sum_k \bar E_k,\ 0\},
+
+    and in the per-round problem every device's energy is weighed by the same :math:`Q(t)`.
+    Source: papers.md §1.6 names it as the alternative [?]; the form is our reconstruction.
+    """
+    if queue.num_devices != 1:
+        raise ValueError(f"the aggregate constraint has one queue; got {queue.num_devices}")
+    sel = np.asarray(scheduled, dtype=bool)
+    spent = np.where(sel, np.broadcast_to(np.asarray(energy_j, dtype=float), sel.shape), 0.0)
+    total_budget = float(np.sum(np.broadcast_to(np.asarray(budget_j, dtype=float), sel.shape)))
+    return EnergyQueues(np.maximum(queue.backlog_j + float(spent.sum()) - total_budget, 0.0))
+
+
+WEIGHT_SHAPES = ("geometric", "uniform", "linear")
+r"""Names of the round-weight shapes :math:`\omega_t` of :func:`round_weight`."""
+
+
+def rho_for_first_weight(first_weight: float, num_rounds: int) -> float:
+    r"""The contraction :math:`\rho` whose geometric weights start at ``first_weight``.
+
+    .. math:: \rho = \omega_0^{1/(T-1)},\qquad\text{so}\quad \rho^{T-1} = \omega_0
+
+    Our choice: tying :math:`\rho` to the horizon keeps the shape of
+    :math:`\omega_t = \rho^{T-1-t}` the same at any :math:`T` (a fixed :math:`\rho = 0.95`
+    puts almost all the weight on the last ~60 rounds of 400, on all 12 of a 12-round run).
+    """
+    if not 0.0 < first_weight <= 1.0:
+        raise ValueError(f"first_weight={first_weight} must lie in (0, 1]; use e.g. 0.1")
+    if num_rounds < 1:
+        raise ValueError(f"num_rounds={num_rounds} must be >= 1")
+    return 1.0 if num_rounds == 1 else float(first_weight ** (1.0 / (num_rounds - 1)))
+
+
+def round_weight(round_idx: int, num_rounds: int, shape: str, rho: float = 1.0) -> float:
+    r"""Weight :math:`\omega_t` of round :math:`t` in the bound's participation term.
+
+    Parameters
+    ----------
+    round_idx : int
+        Round :math:`t`, :math:`0 \le t < T`.
+    num_rounds : int
+        Horizon :math:`T`.
+    shape : {"geometric", "uniform", "linear"}
+        ``"geometric"``: :math:`\rho^{T-1-t}` (:func:`bound_weight`, papers.md §1.5's contraction
+        form); ``"uniform"``: 1 (every round alike, what :math:`\rho = 1` gives);
+        ``"linear"``: :math:`(t+1)/T`.
+    rho : float, default 1.0
+        Contraction :math:`\rho \in (0, 1]` of ``"geometric"`` (ignored otherwise).
+
+    Returns
+    -------
+    float
+        :math:`\omega_t \in (0, 1]`, non-decreasing in :math:`t`, 1 at :math:`t = T-1`.
+
+    Notes
+    -----
+    The abstract says only that the bound "reveals the weighted impact of the number of edge
+    devices participating ... over all rounds" [S]; every shape here is our reconstruction [R]
+    (papers.md §1.5 derives the geometric one from a contraction factor; ``linear`` is the
+    slower-growing alternative of a non-convex, averaged bound).
+    """
+    if not 0 <= round_idx < num_rounds:
+        raise ValueError(f"round_idx={round_idx} must lie in [0, num_rounds={num_rounds})")
+    if shape == "geometric":
+        return bound_weight(round_idx, num_rounds, rho)
+    if shape == "uniform":
+        return 1.0
+    if shape == "linear":
+        return (round_idx + 1) / num_rounds
+    raise ValueError(f"shape={shape!r} is not a round-weight shape; use one of {WEIGHT_SHAPES}")
 
 
 def bound_weight(round_idx: int, num_rounds: int, rho: float) -> float:

@@ -57,7 +57,7 @@ def schedule_lyapunov(
     compute_energy_j: ArrayLike,
     max_devices: int | None = None,
     method: str = "greedy",
-    orders: Sequence[str] = ("cost",),
+    orders: Sequence[str] = ("cost", "b_min"),
     tol: float = 1e-10,
 ) -> Allocation:
     r"""Solve paper 1's per-round drift-plus-penalty problem.
@@ -75,8 +75,11 @@ def schedule_lyapunov(
         accept :math:`N = 0`.
     compute_s : float or array_like, shape (K,)
         Device computation time of the round :math:`\tau^{\mathrm{cmp}}_k` in s.
-    downlink_s : float or array_like, shape (K,)
-        Downlink time of the round :math:`\tau^{\mathrm{dl}}_k` in s.
+    downlink_s : float or array_like, shape (K,) or (M, K)
+        Downlink time of the round :math:`\tau^{\mathrm{dl}}_k` in s (plus any edge-server
+        time). Shape (M, K): row :math:`N-1` is the time when :math:`N` devices are scheduled
+        (the downlink and the server are shared, so it grows with :math:`N`); :math:`N` is then
+        capped at M. Shape (K,): the same for every :math:`N`.
     uplink_bits : float or array_like, shape (K,)
         Uplink bits of the round :math:`S_k` (all iterations' embeddings, gradients, head).
     power_w : float or array_like, shape (K,)
@@ -98,10 +101,11 @@ def schedule_lyapunov(
         every subset of the devices that meet the deadline (exact; at most
         ``MAX_EXHAUSTIVE_DEVICES`` of them, else ``ValueError``), a reference for tests and
         small studies.
-    orders : sequence of {"cost", "b_min"}, default ("cost",)
-        Orderings whose prefixes are the greedy candidates. ``"cost"`` is the paper's step 3;
-        adding ``"b_min"`` (ascending minimum bandwidth) also tries, for every :math:`N`, the
-        set most likely to fit, so every size that any set can reach gets a candidate.
+    orders : sequence of {"cost", "b_min"}, default ("cost", "b_min")
+        Orderings whose prefixes are the greedy candidates. ``"cost"`` alone is papers.md's
+        step 3; adding ``"b_min"`` (ascending minimum bandwidth) also tries, for every
+        :math:`N`, the set most likely to fit, so every size that any set can reach gets a
+        candidate. Our choice of default, from the measured gaps below.
     tol : float, default 1e-10
         Tolerance of every water-filling (see ``bandwidth.waterfill``).
 
@@ -113,8 +117,10 @@ def schedule_lyapunov(
         ``converged`` (the chosen water-filling converged), ``iterations`` (outer root-search
         evaluations summed over all candidates), ``message``, and ``extra``:
         ``N``; ``per_device_energy_j`` (K,) :math:`E_k(b_k)` where selected, else 0 (feed it to
-        ``lyapunov.step_queues``); ``b_min_hz`` (K,) (``inf`` where the deadline cannot be
-        met); ``deadline_feasible`` (K,) bool (:math:`b^{\min}_k \le B`); ``objective_by_n``
+        ``lyapunov.step_queues``); ``b_min_hz`` (K,) at the chosen :math:`N` (1 if none; ``inf``
+        where the deadline cannot be met); ``b_min_hz_by_n`` (max(N_cap, 1), K), row
+        :math:`N-1`; ``deadline_feasible`` (K,) bool (:math:`b^{\min}_k \le B` at the chosen
+        :math:`N`); ``objective_by_n``
         (K+1,) best value found per size (``inf`` where no candidate fits); ``penalty``
         :math:`V\omega_t g(N,K)`; ``nu`` (bandwidth price); ``candidates`` (sets evaluated).
         Infeasible instances return :math:`N = 0` with a message; nothing is raised.
@@ -124,23 +130,26 @@ def schedule_lyapunov(
     Per device, :math:`T_k(b) = \tau^{\mathrm{cmp}}_k + \tau^{\mathrm{dl}}_k + S_k/r_k(b)` and
     :math:`E_k(b) = E^{\mathrm{cmp}}_k + p_k S_k / r_k(b)`, :math:`r_k(b)=b\log_2(1+p_kh_k/(bN_0))`.
 
-    1. :math:`b^{\min}_k` from :math:`\Delta_k = T_{\max} - \tau^{\mathrm{cmp}}_k -
-       \tau^{\mathrm{dl}}_k` by Lambert W (``bandwidth.min_bandwidth_for_deadline``); devices
-       with :math:`b^{\min}_k = \infty` or :math:`> B` are excluded.
-    2. ``"cost"`` order: ascending :math:`Q_k E_k(b^{\min}_k)`, ties by :math:`b^{\min}_k`,
-       then index.
-    3. For :math:`N = 1, 2, \dots` take the first :math:`N` of each order while
-       :math:`\sum b^{\min} \le B` (prefix sums grow, so the first misfit ends that order),
-       water-fill them (``bandwidth.waterfill``) and evaluate
+    1. :math:`b^{\min}_k(N)` from :math:`\Delta_k(N) = T_{\max} - \tau^{\mathrm{cmp}}_k -
+       \tau^{\mathrm{dl}}_k(N)` by Lambert W (``bandwidth.min_bandwidth_for_deadline``);
+       devices with :math:`b^{\min}_k(N) = \infty` or :math:`> B` are excluded at that
+       :math:`N`. (Our choice: the deadline is checked at the :math:`N` being evaluated, the
+       :math:`N` the runner then charges; papers.md §1.6 has one :math:`\tau^{\mathrm{dl}}_k`.)
+    2. ``"cost"`` order at :math:`N`: ascending :math:`Q_k E_k(b^{\min}_k(N))`, ties by
+       :math:`b^{\min}_k(N)`, then index; ``"b_min"``: the reverse keys.
+    3. For :math:`N = 1, 2, \dots` take the first :math:`N` of each order at :math:`N` if
+       :math:`\sum b^{\min}(N) \le B`, water-fill them (``bandwidth.waterfill``) and evaluate
        :math:`J(\mathcal S) = V\omega_t g(|\mathcal S|, K) + \sum_{k\in\mathcal S} Q_k
        E_k(b_k)`; :math:`J(\varnothing) = V\omega_t g(0, K)`. Return the best candidate (ties:
        larger :math:`N`).
 
     The water-filling is exact (convex), the greedy choice of *which* devices is not: it can
-    miss the best subset when a cheap device needs much bandwidth. On 150 random
-    bandwidth-tight instances with :math:`3 \le K \le 7` (our experiment, not a test) the
-    paper's ``orders=("cost",)`` was suboptimal on 38 (mean excess 15 %, worst 2.6x), and
-    ``orders=("cost", "b_min")`` on 23 (mean 3.7 %). It is exact when all :math:`Q_k = 0`
+    miss the best subset when a cheap device needs much bandwidth. On 300 random
+    bandwidth-tight instances with :math:`4 \le K \le 10` (docs/departures/paper1.md;
+    ``test_default_greedy_order_from_measured_gaps`` re-measures 40) ``orders=("cost",)`` was
+    exact on 68.7 % (mean excess 19.3 %, worst 3.3x), ``("b_min",)`` on 33.3 % (mean 44.6 %)
+    and ``("cost", "b_min")`` on 78.3 % (mean 5.0 %, worst 1.75x) at 2.3x the time of
+    ``("cost",)``; the exhaustive search took 7x that at K <= 10 and is out of reach at K = 20. It is exact when all :math:`Q_k = 0`
     and when the devices differ only in :math:`Q_k` (exchange argument); use
     ``method="exhaustive"`` as the reference. Complexity of ``"greedy"``: :math:`O(K\log K)`
     for the sort plus at most ``len(orders)`` x :math:`K` water-fillings of :math:`O(N\,I)`
@@ -153,12 +162,16 @@ def schedule_lyapunov(
                    dtype=float)
     if q.ndim != 1:
         raise ValueError(f"queues_j must have shape (K,); got {q.shape}")
-    q, t_cmp, t_dl, s, p, h, n0, e_cmp = np.broadcast_arrays(
-        *(np.asarray(x, dtype=float) for x in (q, compute_s, downlink_s, uplink_bits, power_w,
+    k = q.shape[0]
+    t_dl = np.asarray(downlink_s, dtype=float)
+    if t_dl.ndim == 2 and (t_dl.shape[1] != k or t_dl.shape[0] < 1):
+        raise ValueError(f"downlink_s must have shape (K,) or (M, K) with K={k}; got {t_dl.shape}")
+    t_dl = np.atleast_2d(np.broadcast_to(t_dl, (k,)) if t_dl.ndim < 2 else t_dl)  # (M, K): row N-1
+    q, t_cmp, s, p, h, n0, e_cmp = np.broadcast_arrays(
+        *(np.asarray(x, dtype=float) for x in (q, compute_s, uplink_bits, power_w,
                                                channel_gain, noise_psd_w_per_hz,
                                                compute_energy_j))
     )
-    k = q.shape[0]
     total = float(total_bandwidth_hz)
     if not (total > 0 and V >= 0 and weight >= 0):
         raise ValueError(
@@ -171,13 +184,16 @@ def schedule_lyapunov(
             f"non-empty subset of {_ORDER_NAMES}"
         )
     n_cap = k if max_devices is None else max(0, min(int(max_devices), k))
-
-    b_min = min_bandwidth_for_deadline(s, deadline_s - t_cmp - t_dl, p, h, n0)  # (K,)
+    if t_dl.shape[0] > 1:
+        n_cap = min(n_cap, t_dl.shape[0])
+    rows = np.minimum(np.arange(max(n_cap, 1)), t_dl.shape[0] - 1)     # row of t_dl for N = 1..n_cap
+    b_min = min_bandwidth_for_deadline(s, deadline_s - t_cmp - t_dl[rows], p, h, n0)  # (n_cap, K)
     fits = np.isfinite(b_min) & (b_min <= total)
     b_fit = np.where(fits, b_min, 0.0)
-    cost = np.full(k, np.inf)
-    cost[fits] = q[fits] * (e_cmp[fits] + upload_energy_j(b_fit[fits], s[fits], p[fits],
-                                                          h[fits], n0[fits]))
+    m_shape = b_min.shape
+    cost = np.full(m_shape, np.inf)
+    qm, em, sm, pm, hm, nm = (np.broadcast_to(x, m_shape)[fits] for x in (q, e_cmp, s, p, h, n0))
+    cost[fits] = qm * (em + upload_energy_j(b_fit[fits], sm, pm, hm, nm))
     if method == "greedy":
         candidates = _greedy_candidates(orders, fits, cost, b_fit, total, n_cap)
     else:
@@ -189,7 +205,8 @@ def schedule_lyapunov(
                  float("nan"))
     iterations = 0
     for idx in candidates:
-        wf = waterfill(q[idx], s[idx], p[idx], h[idx], n0[idx], b_min[idx], total, tol=tol)
+        row = b_min[idx.size - 1]
+        wf = waterfill(q[idx], s[idx], p[idx], h[idx], n0[idx], row[idx], total, tol=tol)
         iterations += wf.iterations
         energy = e_cmp[idx] + upload_energy_j(wf.bandwidth_hz, s[idx], p[idx], h[idx], n0[idx])
         value = V * weight * g(idx.size, k) + float(np.sum(q[idx] * energy))
@@ -210,12 +227,13 @@ def schedule_lyapunov(
         objective=best.objective,
         converged=best.converged,
         iterations=iterations,
-        message=_message(n_best, len(candidates), k, int(fits.sum()), n_cap, best.converged),
+        message=_message(n_best, len(candidates), k, int(fits[0].sum()), n_cap, best.converged),
         extra={
             "N": n_best,
             "per_device_energy_j": energy_j,
-            "b_min_hz": b_min,
-            "deadline_feasible": fits,
+            "b_min_hz": b_min[max(n_best, 1) - 1],
+            "b_min_hz_by_n": b_min,
+            "deadline_feasible": fits[max(n_best, 1) - 1],
             "objective_by_n": objective_by_n,
             "penalty": V * weight * g(n_best, k),
             "nu": best.nu,
@@ -241,20 +259,22 @@ class _Best:
 
 def _greedy_candidates(orders: Sequence[str], fits: np.ndarray, cost: np.ndarray, b_fit: np.ndarray, total: float,
                        n_cap: int) -> list[np.ndarray]:
-    """Prefixes of each ordering of the fitting devices whose minimum bandwidths fit in B."""
-    k = fits.shape[0]
+    """For every size N, the first N fitting devices of each ordering (row N-1 of the (M, K)
+    inputs) when their minimum bandwidths fit in B."""
+    k = fits.shape[1]
     index = np.arange(k)
-    b_key = np.where(fits, b_fit, np.inf)
-    keys = {"cost": (index, b_key, cost), "b_min": (index, cost, b_key)}
     seen: set[bytes] = set()
     out: list[np.ndarray] = []
-    for name in dict.fromkeys(orders):
-        order = np.lexsort(keys[name])
-        order = order[fits[order]]  # (F,) fitting devices in this order
-        n_max = min(n_cap, int(np.searchsorted(np.cumsum(b_fit[order]), total * (1 + 1e-12),
-                                               side="right")))
-        for n in range(1, n_max + 1):
-            idx = np.sort(order[:n])
+    for n in range(1, n_cap + 1):
+        r = min(n, fits.shape[0]) - 1
+        ok, b_key = fits[r], np.where(fits[r], b_fit[r], np.inf)
+        keys = {"cost": (index, b_key, cost[r]), "b_min": (index, cost[r], b_key)}
+        for name in dict.fromkeys(orders):
+            order = np.lexsort(keys[name])
+            order = order[ok[order]][:n]  # the first N fitting devices in this order
+            if order.size < n or float(np.sum(b_fit[r, order])) > total * (1 + 1e-12):
+                continue
+            idx = np.sort(order)
             if idx.tobytes() not in seen:
                 seen.add(idx.tobytes())
                 out.append(idx)
@@ -262,8 +282,9 @@ def _greedy_candidates(orders: Sequence[str], fits: np.ndarray, cost: np.ndarray
 
 
 def _all_subsets(fits: np.ndarray, b_fit: np.ndarray, total: float, n_cap: int) -> list[np.ndarray]:
-    """Every non-empty subset of the fitting devices with sum b_min <= B and size <= n_cap."""
-    devices = np.flatnonzero(fits)
+    """Every non-empty subset S with |S| <= n_cap whose members fit at N = |S| and whose minimum
+    bandwidths (row |S|-1) sum to <= B (enumerated over the devices that fit at some N)."""
+    devices = np.flatnonzero(fits.any(axis=0))
     f = devices.size
     if f > MAX_EXHAUSTIVE_DEVICES:
         raise ValueError(
@@ -271,7 +292,12 @@ def _all_subsets(fits: np.ndarray, b_fit: np.ndarray, total: float, n_cap: int) 
             f"(limit {MAX_EXHAUSTIVE_DEVICES}); use method='greedy'"
         )
     masks = (np.arange(1, 2**f)[:, None] >> np.arange(f)) & 1  # (2^F - 1, F)
-    ok = (masks @ b_fit[devices] <= total * (1 + 1e-12)) & (masks.sum(axis=1) <= n_cap)
+    size = masks.sum(axis=1)
+    masks, size = masks[size <= n_cap], size[size <= n_cap]
+    rows = np.minimum(size, fits.shape[0]) - 1
+    member_ok = np.all((masks == 0) | fits[rows][:, devices], axis=1)
+    need = np.sum(masks * b_fit[rows][:, devices], axis=1)
+    ok = member_ok & (need <= total * (1 + 1e-12))
     return [devices[m.astype(bool)] for m in masks[ok]]
 
 
