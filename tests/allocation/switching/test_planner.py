@@ -184,7 +184,7 @@ def test_smaller_modules_are_more_reliable_on_the_slot_link():
 
 def test_mechanism_the_round_cost_picks_smaller_modules_as_the_channel_worsens():
     # the short-term slice every scheme prices (greedy from a fresh state, one device with all of B):
-    # the chosen rank falls with distance (measured: 32 up to 250 m, 16 at 300-400 m, 8 at 450 m)
+    # the chosen rank falls with distance (measured: 32 at 30-100 m, 16 at 150-200 m, 8 at 250-350 m, 4 at 400-450 m (theorem bound))
     ctx = slot_context(K=1, n=1)
     ranks = []
     for dist in (30.0, 60.0, 100.0, 150.0, 200.0, 250.0, 300.0, 350.0, 400.0, 450.0):
