@@ -83,10 +83,7 @@ def test_grid_engine_equals_engine(glue_dir, tmp_path, placement, nodes):
 
 @pytest.mark.parametrize("config", PAPERS, ids=["default", "split-shared", "soft_tsfa", "switching", "flora"])
 def test_whole_run_writes_the_same_records(glue_dir, tmp_path, config):
-    # switching: the online step starts from x = 0 and schedules nobody in the first rounds of a
-    # tiny run (known gap, issue 14 note); greedy decides from the round's own costs
-    extra = {"allocation.options.switching": "greedy"} if config and "switching" in config else {}
-    cfg = _cfg(glue_dir, config, rounds=2, **extra)
+    cfg = _cfg(glue_dir, config, rounds=2)
     ref = tmp_path / "ref"
     rundir.prepare(cfg, ref)
     run_experiment(cfg, ref)

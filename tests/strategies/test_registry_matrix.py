@@ -15,10 +15,7 @@ from tests.conftest import tiny_overrides
 
 pytestmark = pytest.mark.slow
 ALLOCATOR_SETTINGS = {"tsfa": ["allocation.options.latency_budget_s=100", "wireless.link=error_free"],
-                      "lyapunov": ["wireless.link=error_free"],
-                      # the online primal-dual step starts from x = 0 and schedules nobody in round 0
-                      # (a one-round run); greedy decides from the round's own costs (known gap, issue 14 note)
-                      "model_switching": ["allocation.options.switching=greedy"]}
+                      "lyapunov": ["wireless.link=error_free"]}
 
 
 def partner(strategy: str) -> str:

@@ -34,10 +34,14 @@ def test_projection_agrees_with_scipy(seed):
 
 
 def test_rounding():
-    x = np.array([[0.6, 0.3], [0.4, 0.45], [0.0, 0.0]])
-    np.testing.assert_array_equal(round_relaxed(x, "threshold"), [0, -1, -1])
+    x = np.array([[0.6, 0.3], [0.4, 0.45], [0.0, 0.0], [0.2, 0.25]])
+    # participation is the relaxed sum (0.9, 0.85, 0, 0.45), the module the largest entry: device 1
+    # spreads its mass over two near-equal modules and still takes part (entry-wise >= 1/2 would idle it)
+    np.testing.assert_array_equal(round_relaxed(x, "threshold"), [0, 1, -1, -1])
     rng = np.random.default_rng(0)
     draws = np.array([round_relaxed(x, "randomized", rng) for _ in range(4000)])
     assert np.mean(draws[:, 0] == 0) == pytest.approx(0.6, abs=0.03)
     assert np.mean(draws[:, 1] == -1) == pytest.approx(0.15, abs=0.03)
     assert np.all(draws[:, 2] == -1)
+    # the two roundings agree in expectation on who takes part: P(part) = sum_m x_m
+    assert np.mean(draws[:, 3] >= 0) == pytest.approx(0.45, abs=0.03)

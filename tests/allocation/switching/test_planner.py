@@ -262,12 +262,18 @@ def test_dissimilarity_hint_raises_a_devices_benefit():
     ctx = slot_context(K=6, n=6)
     pl = SwitchingPlanner({}, ctx)
     inp = slot_inputs(ctx, np.full(6, 100.0), 0)
-    base = pl.plan(inp).extra["next_cost"]
     delta = np.array([0.0, 2.0, 0.0, 0.0, 0.0, 0.0])
     hints = Hints(modules=inp.hints.modules, dissimilarity=DissimilarityHint(delta, np.ones(6, bool)))
-    plan = pl.plan(RoundInputs(**{**inp.__dict__, "hints": hints}))
+    inp_h = RoundInputs(**{**inp.__dict__, "hints": hints})
+    plan = pl.plan(inp_h)
     np.testing.assert_allclose(plan.extra["dissimilarity"], delta)
-    cost = plan.extra["next_cost"]
+
+    def costs_at_idle(i):   # eq. 9 at one assignment, so only the hint differs
+        ranks, S = pl.modules(i)
+        B, w_e = ctx.total_bandwidth_hz / 6, np.full(6, pl.options.energy_coefficient)
+        return pl.module_costs(np.zeros((6, len(ranks)), bool), np.full(6, B), np.full(6, 0.2), i, S,
+                               pl.risk_model(i, ranks), w_e)[0]
+    base, cost = costs_at_idle(inp), costs_at_idle(inp_h)
     assert np.all(cost[1] < base[1]) and np.allclose(np.delete(cost, 1, 0), np.delete(base, 1, 0))
 
 
@@ -362,6 +368,22 @@ def test_one_shot_switches_once_then_runs_vanilla_fedlora():
         chosen.add(tuple(np.flatnonzero(sel)))
         pl.observe(inp, plan, outcome(plan, 0.1))
     assert len(chosen) > 1     # random scheduling
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_online_round_zero_schedules_from_the_relaxed_participation(seed):
+    # a run starts from x = 0: one eq.-12 step spreads each device's mass over modules of similar
+    # cost; rounding must read participation from sum_m x_m (as (7f) and eq. 11 do), so the first
+    # round schedules the devices the step moved in, up to N, instead of nobody
+    ctx = context(K=4, n=2, seed=seed)
+    pl = SwitchingPlanner({}, ctx)
+    plan = pl.plan(inputs(ctx, 0))
+    x = plan.extra["x_relaxed"]
+    moved_in = x.sum(axis=1) >= 0.5
+    assert moved_in.any() and plan.num_selected == min(int(moved_in.sum()), 2)
+    assert np.all(moved_in[plan.selected])
+    mods = plan.directives.modules.modules
+    np.testing.assert_array_equal(mods[plan.selected], np.argmax(x, axis=1)[plan.selected])
 
 
 def test_online_step_follows_eqs_11_and_12_by_hand():

@@ -18,8 +18,14 @@ with :math:`c_k(t-1)` the (M,) linear costs (9) of the previous round
 (:math:`V\Delta\mathcal G_{k,m}+\lambda E_{k,m}`, the planner's). **Our choices**: the steps are
 relative to the round's largest benefit :math:`\sigma=-\min_{k,m}c_{k,m}` (:math:`\alpha=\alpha_0/\sigma`,
 :math:`\beta=\beta_0\sigma`, so they are unit-free); the first round has no previous round and
-uses its own costs; rounding (:func:`round_relaxed`) is ``"threshold"`` (the largest entry if it
-is at least 1/2) or ``"randomized"`` (module :math:`m` with probability :math:`\tilde x_m`).
+uses its own costs; rounding (:func:`round_relaxed`) is ``"threshold"`` (the device takes part
+when its relaxed participation :math:`\sum_m\tilde x_m` is at least 1/2, with its largest entry)
+or ``"randomized"`` (module :math:`m` with probability :math:`\tilde x_m`, idle with
+:math:`1-\sum_m\tilde x_m`). Both read participation from the same quantity, the sum that the
+constraint (7f) and the dual step (11) use. Thresholding each entry instead would idle a device
+whose relaxed mass is spread over modules of near-equal cost (all of it, when the M costs are
+close), so the first rounds of a run from :math:`\tilde x=0` scheduled nobody; that variant is
+not kept.
 """
 
 from __future__ import annotations
@@ -74,8 +80,7 @@ def round_relaxed(x_relaxed: ArrayLike, how: Literal["threshold", "randomized"],
     """Integer module per device (K,; ``-1`` idle) from the relaxed :math:`\\tilde x` (one module per device)."""
     x = np.asarray(x_relaxed, float)
     if how == "threshold":
-        m = np.argmax(x, axis=1)
-        return np.where(x[np.arange(x.shape[0]), m] >= 0.5, m, -1)
+        return np.where(x.sum(axis=1) >= 0.5, np.argmax(x, axis=1), -1)
     if rng is None:
         raise ValueError("randomized rounding needs a generator")
     u = np.asarray(rng.random(x.shape[0]), float)

@@ -106,8 +106,9 @@ class SwitchingPlannerOptions(BaseModel):
                                                       "-min c (a step of 1 moves the best device fully in)")
     dual_step: float = Field(0.5, gt=0, description="beta_0 of eq. 11, in units of the round's largest benefit -min c")
     rounding: Literal["threshold", "randomized"] = Field(
-        "threshold", description="integer solution from the relaxed switching variables: the largest entry if "
-                                 ">= 1/2, or sampled with the relaxed values as probabilities")
+        "threshold", description="integer solution from the relaxed switching variables: take part when "
+                                 "the relaxed participation sum_m x_m >= 1/2, in the module of largest x_m; or "
+                                 "sampled with the relaxed values as probabilities")
     deadline_s: float | None = Field(None, gt=0, description="round deadline (compute + upload) in s; null: none")
     tol: float = Field(1e-6, gt=0, description="power-bandwidth loop stops when J changes by <= tol (1 + |J|)")
     max_inner: PositiveInt = Field(20, description="power-bandwidth iterations at most")
