@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                     "peft": __import__("peft").__version__},
         "settings": {"model": cfg.model.name, "dataset": cfg.data.dataset, "train_pool": len(s.train),
                      "num_devices": cfg.num_devices, "partition": cfg.data.partition,
-                     "max_length": cfg.model.max_length, "precision": cfg.model.precision,
+                     "max_length": cfg.model.max_length, "precision": s.precision,
                      "lora_rank": cfg.lora.rank, "lora_targets": list(cfg.lora.target_modules),
                      "optimizer": cfg.train.optimizer, "lr": cfg.train.lr, "head_lr": cfg.train.head_lr,
                      "strategy": cfg.strategy.name, "steps": args.steps,

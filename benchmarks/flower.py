@@ -304,6 +304,7 @@ def train(msg: Message, context: Context) -> Message:
     from airtune.models.zoo import load_tokenizer, resolve_model
     from airtune.training.engine import device_batches
     from airtune.training.local import OptimConfig, make_optimizer, train_steps
+    from airtune.training.precision import resolve_precision
 
     t0 = time.perf_counter()
     cfg = load_config(context.run_config["config"])
@@ -323,7 +324,8 @@ def train(msg: Message, context: Context) -> Message:
     t2 = time.perf_counter()
     t = cfg.train
     optim = OptimConfig(lr=t.lr, head_lr=t.head_lr, weight_decay=t.weight_decay, optimizer=t.optimizer,
-                        max_grad_norm=t.max_grad_norm, precision=cfg.model.precision, proximal_mu=t.proximal_mu)
+                        max_grad_norm=t.max_grad_norm, precision=resolve_precision(cfg.model.precision, torch.device("cpu"))[0],
+                        proximal_mu=t.proximal_mu)
     opt = make_optimizer(trainable_params(model), optim, lambda k: ".lora_A." not in k and ".lora_B." not in k)
     seed = int_seed(cfg.seed, "batches", rnd, device)
     rng = np.random.default_rng(seed)

@@ -73,7 +73,7 @@ class Totals:
 def make_engine(s: Setup) -> Engine:
     t = s.cfg.train
     optim = OptimConfig(lr=t.lr, head_lr=t.head_lr, weight_decay=t.weight_decay, optimizer=t.optimizer,
-                        max_grad_norm=t.max_grad_norm, precision=s.cfg.model.precision, proximal_mu=t.proximal_mu)
+                        max_grad_norm=t.max_grad_norm, precision=s.precision, proximal_mu=t.proximal_mu)
     device = next(s.model.parameters()).device
     if t.engine == "batched" or (t.engine == "auto" and device.type == "cuda"):
         log.info("engine: batched, up to %d devices per pass (train.engine = %s, device %s)",
@@ -257,7 +257,7 @@ def round_inputs(s: Setup, server: ServerState, rnd: int, ch) -> RoundInputs:
 def evaluate_global(s: Setup, engine: Engine, server: ServerState) -> tuple[float, float]:
     """Test accuracy and loss of the global model (a uniform ensemble when the strategy has several)."""
     tasks = s.strategy.eval_tasks(server)
-    precision = s.cfg.model.precision
+    precision = s.precision
     if len(tasks) == 1:
         engine.load_task(tasks[0])
         return evaluate(s.model, s.test, precision=precision)

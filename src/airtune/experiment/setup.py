@@ -24,6 +24,7 @@ from airtune.models.zoo import ModelSpec, load_classifier, load_tokenizer, resol
 from airtune.registry import PARTITIONERS, STRATEGIES
 from airtune.strategies.base import Strategy, StrategyContext
 from airtune.training.device import resolve_device
+from airtune.training.precision import resolve_precision
 from airtune.wireless.channel import ChannelState, init_channel
 from airtune.wireless.devices import DeviceProfiles, sample_device_profiles
 from airtune.wireless.link import LinkModel, link_from_config
@@ -52,6 +53,7 @@ class Setup:
     link: LinkModel                      # the radio link, built once (wireless/link.py)
     samples_per_round: np.ndarray        # (K,) samples a device trains on per round if scheduled
     device_ranks: np.ndarray | None = None  # (K,) LoRA rank of every device; None without LoRA
+    precision: str = "fp32"              # model.precision resolved on the training device (fp32 | bf16)
 
 
 def build_data(cfg: Config, tokenizer, spec: ModelSpec):
@@ -152,8 +154,10 @@ def build(cfg: Config) -> Setup:
     device, why = resolve_device(cfg.train.device)
     log.info("training device %s (%s)", device, why)
     model = model.to(device)
+    precision, why_precision = resolve_precision(cfg.model.precision, device)
+    log.info("precision %s (%s)", precision, why_precision)
     state = {k: v.cpu() for k, v in trainable_state(model).items()}
     heads = (set(head_keys(state)) if strategy.uses_lora
              else {k for k in state if any(k.startswith(h + ".") for h in spec.head_modules)})
     return Setup(cfg, spec, model, strategy, state, heads, train, test, parts, counts, channel, devices, flops,
-                 link_from_config(w), samples, ranks)
+                 link_from_config(w), samples, ranks, precision)
