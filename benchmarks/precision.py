@@ -6,7 +6,8 @@ hit. Hypothesis tested here: oneDNN builds its bf16 kernels per input shape, so 
 at each new (batch, sequence length) pays a one-off cost that a short benchmark over many
 distinct lengths (dynamic padding) sees on nearly every step, and a real run amortises.
 
-One run, MiniLM-L6 + LoRA r = 8 on query/value, batch 16, on the CPU. For each precision, for
+One run, MiniLM-L6 + LoRA r = 8 on query/value, batch 16, on the CPU, one step of the engine's
+own loop (``train_steps``: autocast, AdamW, gradient clipping). For each precision, for
 each sequence length in ``--lengths``: the time of the first step at that length, then the median
 of ``--repeats`` further steps at the same length. Reports examples/s of both, and bf16/fp32
 ratios. Read the ratios of one run; timings depend on other jobs on the same cores.
@@ -27,19 +28,16 @@ import time
 
 import torch
 
-from airtune.lora.adapters import LoraSpec, inject_lora, trainable_params
+from airtune.lora.adapters import LoraSpec, head_keys, inject_lora, trainable_params, trainable_state
 from airtune.models.zoo import load_classifier, resolve_model
-from airtune.training.local import precision_context
+from airtune.training.local import OptimConfig, make_optimizer, train_steps
 from airtune.training.precision import resolve_precision
 
 
-def step_s(model, opt, batch, precision: str) -> float:
+def step_s(model, opt, batch, cfg: OptimConfig) -> float:
+    """Seconds of one step of the engine's own loop (``training.local.train_steps``)."""
     t0 = time.perf_counter()
-    with precision_context(precision, "cpu"):
-        loss = model(**batch).loss
-    loss.backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
+    train_steps(model, [batch], opt, cfg)
     return time.perf_counter() - t0
 
 
@@ -59,7 +57,9 @@ def main() -> None:
         model = inject_lora(load_classifier(spec, 2), LoraSpec(rank=8, alpha=16.0, dropout=0.0,
                                                                target_modules=("query", "value")), spec.head_modules)
         model.train()
-        opt = torch.optim.AdamW(list(trainable_params(model).values()), lr=1e-4)
+        cfg = OptimConfig(lr=1e-4, head_lr=1e-3, precision=precision)   # AdamW, clipping at 1.0
+        heads = set(head_keys(trainable_state(model)))
+        opt = make_optimizer(trainable_params(model), cfg, lambda k: k in heads)
         gen = torch.Generator().manual_seed(1)
 
         def make(length: int) -> dict[str, torch.Tensor]:
@@ -67,11 +67,11 @@ def main() -> None:
                     "attention_mask": torch.ones(args.batch, length, dtype=torch.long),
                     "labels": torch.randint(0, 2, (args.batch,), generator=gen)}
         for _ in range(2):   # warm-up at a length not measured: the first step ever (allocator, optimiser state)
-            step_s(model, opt, make(min(args.lengths) - 1), precision)
+            step_s(model, opt, make(min(args.lengths) - 1), cfg)
         for length in args.lengths:
             batch = make(length)
-            first = step_s(model, opt, batch, precision)
-            rep = statistics.median(step_s(model, opt, batch, precision) for _ in range(args.repeats))
+            first = step_s(model, opt, batch, cfg)
+            rep = statistics.median(step_s(model, opt, batch, cfg) for _ in range(args.repeats))
             rows.append({"precision": precision, "length": length, "first_s": first, "repeat_s": rep,
                          "first_ex_per_s": args.batch / first, "repeat_ex_per_s": args.batch / rep})
             print(f"{precision} L={length:3d}  first {args.batch / first:7.1f} ex/s  "
