@@ -194,3 +194,13 @@ def test_scaled_error_table_by_hand():
     np.testing.assert_allclose(scaled_error_table(h, idx, p, "budget", 3.0), [[12.0, 6.0, 0.0], [24.0, 6.0, 0.0]])
     flat = SoftPayloadHint(rank=2, payload_bits=np.array([1.0, 2.0, 3.0]))
     np.testing.assert_allclose(scaled_error_table(flat, idx, p, "budget", 1.0), [[2.0, 1.0, 0.0]] * 2)
+
+
+def test_descent_options_reach_the_solver():
+    """max_rounds = 1 is the plain grid search (one greedy round); the default descends further."""
+    inp = inputs(3)
+    grid = planner(**{"latency_budget_s": 1.0, "v": 2.0, "max_rounds": 1}).plan(inp)
+    full = planner(**{"latency_budget_s": 1.0, "v": 2.0}).plan(inp)
+    narrow = planner(**{"latency_budget_s": 1.0, "v": 2.0, "descent_cells": 0}).plan(inp)
+    assert grid.iterations == 1 and full.iterations > 1
+    assert full.objective <= grid.objective * (1 + 1e-12) and full.objective <= narrow.objective * (1 + 1e-12)

@@ -159,8 +159,9 @@ class LyapunovPlanner(Planner):
         kwargs = self.solver_kwargs(inputs)
         plan = schedule_lyapunov(**kwargs)
         if self.options.energy_budget_j == "calibrated":
-            free = plan if not np.any(kwargs["queues_j"]) else schedule_lyapunov(
-                **{**kwargs, "queues_j": np.zeros(self.context.num_devices)})
+            free = plan if not np.any(kwargs["queues_j"]) else schedule_lyapunov(   # same inputs: same b_min table
+                **{**kwargs, "queues_j": np.zeros(self.context.num_devices),
+                   "b_min_hz_by_n": plan.extra["b_min_hz_by_n"]})
             plan.extra["unconstrained_energy_j"] = free.extra["per_device_energy_j"]
             plan.extra["unconstrained_N"] = free.extra["N"]
         return plan

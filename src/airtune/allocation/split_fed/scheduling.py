@@ -21,6 +21,7 @@ greedy and exact search are all consistent with its abstract).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from numpy.typing import ArrayLike
 
 from airtune.allocation.min_bandwidth import min_bandwidth_for_deadline
 from airtune.allocation.result import Allocation
+from airtune.allocation.split_fed.energy_bound import box_energy_bound_j, dual_energy_bound_j
 from airtune.allocation.split_fed.lyapunov import EnergyQueues
 from airtune.allocation.split_fed.waterfill import (
     upload_energy_j,
@@ -59,6 +61,8 @@ def schedule_lyapunov(
     method: str = "greedy",
     orders: Sequence[str] = ("cost", "b_min"),
     tol: float = 1e-10,
+    prune: bool = True,
+    b_min_hz_by_n: ArrayLike | None = None,
 ) -> Allocation:
     r"""Solve paper 1's per-round drift-plus-penalty problem.
 
@@ -108,6 +112,17 @@ def schedule_lyapunov(
         candidate. Our choice of default, from the measured gaps below.
     tol : float, default 1e-10
         Tolerance of every water-filling (see ``bandwidth.waterfill``).
+    prune : bool, default True
+        Skip the water-filling of a candidate whose lower bound (``energy_bound``: the box
+        bound, then the dual bound at the last price found) exceeds the best objective so far;
+        candidates are visited in ascending box bound, so the search stops at the first whose
+        bound is beaten. The chosen set, its bandwidths and objective are the same as with
+        ``prune=False`` (the tie rule, smallest J, then larger N, then list order, is kept);
+        only ``iterations``, ``objective_by_n`` and ``pruned`` differ. Our own device.
+    b_min_hz_by_n : array_like, shape (max(N_cap, 1), K), optional
+        The minimum-bandwidth table of step 1 (``extra["b_min_hz_by_n"]`` of a call on the
+        same round's inputs; it does not depend on the queues, ``V`` or ``g``), to skip its
+        :math:`N_{\mathrm{cap}} K` Lambert-W solves. Default: computed here.
 
     Returns
     -------
@@ -115,13 +130,14 @@ def schedule_lyapunov(
         ``selected``, ``bandwidth_hz`` (sums to :math:`B` when some selected device has a
         payload), ``power_w`` (:math:`p_k` where selected), ``objective`` (the value above),
         ``converged`` (the chosen water-filling converged), ``iterations`` (outer root-search
-        evaluations summed over all candidates), ``message``, and ``extra``:
+        evaluations summed over the candidates water-filled), ``message``, and ``extra``:
         ``N``; ``per_device_energy_j`` (K,) :math:`E_k(b_k)` where selected, else 0 (feed it to
         ``lyapunov.step_queues``); ``b_min_hz`` (K,) at the chosen :math:`N` (1 if none; ``inf``
         where the deadline cannot be met); ``b_min_hz_by_n`` (max(N_cap, 1), K), row
         :math:`N-1`; ``deadline_feasible`` (K,) bool (:math:`b^{\min}_k \le B` at the chosen
         :math:`N`); ``objective_by_n``
-        (K+1,) best value found per size (``inf`` where no candidate fits); ``penalty``
+        (K+1,) best value found per size (``inf`` where no candidate fits or every candidate of
+        that size was pruned); ``pruned`` (candidates skipped by their bound); ``penalty``
         :math:`V\omega_t g(N,K)`; ``nu`` (bandwidth price); ``candidates`` (sets evaluated).
         Infeasible instances return :math:`N = 0` with a message; nothing is raised.
 
@@ -187,7 +203,13 @@ def schedule_lyapunov(
     if t_dl.shape[0] > 1:
         n_cap = min(n_cap, t_dl.shape[0])
     rows = np.minimum(np.arange(max(n_cap, 1)), t_dl.shape[0] - 1)     # row of t_dl for N = 1..n_cap
-    b_min = min_bandwidth_for_deadline(s, deadline_s - t_cmp - t_dl[rows], p, h, n0)  # (n_cap, K)
+    if b_min_hz_by_n is None:
+        b_min = min_bandwidth_for_deadline(s, deadline_s - t_cmp - t_dl[rows], p, h, n0)  # (n_cap, K)
+    else:
+        b_min = np.asarray(b_min_hz_by_n, dtype=float)
+        if b_min.shape != (max(n_cap, 1), k):
+            raise ValueError(f"b_min_hz_by_n must have shape {(max(n_cap, 1), k)} (row N-1 for N = 1..N_cap); "
+                             f"got {b_min.shape}")
     fits = np.isfinite(b_min) & (b_min <= total)
     b_fit = np.where(fits, b_min, 0.0)
     m_shape = b_min.shape
@@ -203,15 +225,30 @@ def schedule_lyapunov(
     objective_by_n[0] = V * weight * g(0, k)
     best = _Best(objective_by_n[0], np.zeros(0, dtype=int), np.zeros(0), np.zeros(0), True,
                  float("nan"))
-    iterations = 0
-    for idx in candidates:
+    best_key: tuple[float, int, int] = (best.objective, 0, -1)  # (J, -N, position): the list's tie rule
+    iterations, pruned, price = 0, 0, float("nan")
+    fixed = [V * weight * g(idx.size, k) + float(np.sum(q[idx] * e_cmp[idx])) for idx in candidates]
+    bounds = [fixed[i] + (box_energy_bound_j(q[idx], s[idx], p[idx], h[idx], n0[idx], b_min[idx.size - 1][idx],
+                                             total) if prune else 0.0) for i, idx in enumerate(candidates)]
+    order = sorted(range(len(candidates)), key=bounds.__getitem__) if prune else range(len(candidates))
+    for rank, pos in enumerate(order):
+        idx = candidates[pos]
         row = b_min[idx.size - 1]
+        if prune and _beaten(bounds[pos], best.objective):
+            pruned += len(candidates) - rank
+            break  # sorted by the bound: no later candidate can win either
+        if prune and math.isfinite(price) and _beaten(fixed[pos] + dual_energy_bound_j(
+                price, q[idx], s[idx], p[idx], h[idx], n0[idx], row[idx], total), best.objective):
+            pruned += 1
+            continue
         wf = waterfill(q[idx], s[idx], p[idx], h[idx], n0[idx], row[idx], total, tol=tol)
         iterations += wf.iterations
+        price = wf.nu if math.isfinite(wf.nu) and wf.nu > 0 else price
         energy = e_cmp[idx] + upload_energy_j(wf.bandwidth_hz, s[idx], p[idx], h[idx], n0[idx])
         value = V * weight * g(idx.size, k) + float(np.sum(q[idx] * energy))
         objective_by_n[idx.size] = min(objective_by_n[idx.size], value)
-        if value < best.objective or (value == best.objective and idx.size > best.idx.size):
+        if (value, -idx.size, pos) < best_key:
+            best_key = (value, -idx.size, pos)
             best = _Best(value, idx, wf.bandwidth_hz, energy, wf.converged, wf.nu)
 
     selected = np.zeros(k, dtype=bool)
@@ -238,6 +275,7 @@ def schedule_lyapunov(
             "penalty": V * weight * g(n_best, k),
             "nu": best.nu,
             "candidates": len(candidates),
+            "pruned": pruned,
         },
     )
 
@@ -299,6 +337,12 @@ def _all_subsets(fits: np.ndarray, b_fit: np.ndarray, total: float, n_cap: int) 
     need = np.sum(masks * b_fit[rows][:, devices], axis=1)
     ok = member_ok & (need <= total * (1 + 1e-12))
     return [devices[m.astype(bool)] for m in masks[ok]]
+
+
+def _beaten(lower_bound: float, best_objective: float) -> bool:
+    """A candidate whose objective is at least ``lower_bound`` cannot beat (or tie) the best
+    found; the relative margin 1e-9 covers the rounding of the bound and the objective."""
+    return math.isfinite(best_objective) and lower_bound > best_objective + 1e-9 * abs(best_objective)
 
 
 def _message(n_best: int, n_cand: int, k: int, n_fit: int, n_cap: int, converged: bool) -> str:

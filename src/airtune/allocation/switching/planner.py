@@ -408,17 +408,23 @@ class SwitchingPlanner(Planner):
         succ = radio.success(inputs.distance_m, p_max, b, inputs.channel_gain, s_k)
         w_q = risk.outage_weight(x, succ) if radio.ppp else np.zeros(len(sel))  # else success is power-free
         theta = c.link.sinr_threshold_for(b, s_k) if radio.slot else radio.theta
+        on = np.flatnonzero(sel)   # only the participants' subproblems (each device's is its own)
+
+        def part(a: Any) -> np.ndarray:
+            return np.broadcast_to(np.asarray(a, float), sel.shape)[on]
         prob = PowerProblem(
-            payload_bits=s_k, bandwidth_hz=b, distance_m=inputs.distance_m, energy_weight=w_e, v=V,
-            max_power_w=p_max, noise_psd_w_per_hz=radio.n0, sinr_threshold=np.where(sel, theta, 1.0),
+            payload_bits=s_k[on], bandwidth_hz=b[on], distance_m=part(inputs.distance_m), energy_weight=part(w_e),
+            v=V, max_power_w=p_max[on], noise_psd_w_per_hz=radio.n0, sinr_threshold=part(theta),
             path_loss_exponent=radio.alpha, path_gain_at_1m=radio.gain_1m,
             interferer_density_per_m2=radio.density, interferer_power_w=radio.p_int,
-            min_power_w=o.min_power_fraction * p_max, risk_weight=w_q, rate_model=radio.rate_model,
-            channel_gain=inputs.channel_gain, interference_w=radio.interference_w,
-            time_budget_s=None if radio.slot else budget_up)
+            min_power_w=o.min_power_fraction * p_max[on], risk_weight=w_q[on], rate_model=radio.rate_model,
+            channel_gain=part(inputs.channel_gain), interference_w=part(radio.interference_w),
+            time_budget_s=None if radio.slot or budget_up is None else part(budget_up))
         sol = solve_power(prob, grid_points=o.power_grid_points)
+        power = p_max.copy()
+        power[on] = sol.power_w
         flat = (w_e <= 0) & (V * w_q <= 0)  # nothing to trade: transmit at full power
-        return np.where(sel & ~flat, sol.power_w, p_max), bool(sol.converged)
+        return np.where(sel & ~flat, power, p_max), bool(sol.converged)
 
     # ---------------------------------------------------------------------------------- observe
     def observe(self, inputs: RoundInputs, plan: Allocation, outcome: RoundOutcome) -> dict[str, Any]:

@@ -84,6 +84,10 @@ class TSFAOptions(BaseModel):
     bits_per_value: int = Field(32, ge=1, le=64, description="stage-1 payload model: bits per value")
     index_coding: Literal["mask", "combinatorial", "none"] = Field("mask", description="stage-1 index coding")
     n_grid: int = Field(17, ge=2, description="deadline grid of the per-round solver")
+    max_rounds: int = Field(32, ge=1, description="greedy rounds of the per-round solver's descent, grid included "
+                                                  "(1: the plain grid search; solver.solve_tsfa_round)")
+    descent_cells: int | None = Field(None, ge=0, description="descend only in this many grid cells either side of "
+                                                              "the best one (null: all; for thousands of devices)")
 
 
 @ALLOCATORS.register("tsfa")
@@ -194,7 +198,8 @@ class TSFAPlanner(Planner):
         res = solve_tsfa_round(eps, h.payload_bits,
                                self.fixed_latency_s(inputs, selected)[idx], p,
                                inputs.channel_gain[idx], c.max_power_w[idx], c.noise_psd_w_per_hz,
-                               c.total_bandwidth_hz, self.queue_s, o.v, n_grid=o.n_grid)
+                               c.total_bandwidth_hz, self.queue_s, o.v, n_grid=o.n_grid,
+                               max_rounds=o.max_rounds, descent_cells=o.descent_cells)
         K = c.num_devices
         bw, power, keep, kept = np.zeros(K), np.zeros(K), np.ones(K), np.zeros(K, np.int64)
         bw[idx], power[idx], keep[idx], kept[idx] = res.bandwidth_hz, c.max_power_w[idx], res.m / r, res.m
