@@ -38,7 +38,7 @@ class ModelConfig(_Section):
     name: str = F("minilm-l6", "model name from the zoo, e.g. minilm-l6, or any Hugging Face model id")
     max_length: int = F(64, "maximum tokens per example; longer inputs are truncated", ge=8, le=512)
     precision: Literal["auto", "fp32", "bf16"] = F(
-        "fp32", "compute precision of training and evaluation: bf16 is autocast mixed precision (factors, head "
+        "auto", "compute precision of training and evaluation: bf16 is autocast mixed precision (factors, head "
                 "and optimiser stay fp32); auto takes bf16 where the hardware runs it natively (training/precision.py)")
 
 
