@@ -61,12 +61,9 @@ from airtune.allocation.exchange import Directives, ModuleDirective
 from airtune.allocation.planner import Planner, PlannerContext, RoundInputs, RoundOutcome, planned_downlink_s
 from airtune.allocation.result import Allocation
 from airtune.allocation.switching.assignment import assignment_from_modules
-from airtune.allocation.switching.bandwidth_reliability import log_success_coefficients, reliability_bandwidth
-from airtune.allocation.switching.bandwidth_tiers import bandwidth_for_switching
+from airtune.allocation.switching.inner_steps import step_bandwidth, step_power
 from airtune.allocation.switching.objective import RadioModel, RiskModel, round_objective
 from airtune.allocation.switching.online import dual_step, primal_step, round_relaxed
-from airtune.allocation.switching.power import solve_power
-from airtune.allocation.switching.power_problem import PowerProblem
 from airtune.allocation.switching.rate_model import deadline_min_bandwidth_hz
 from airtune.allocation.switching.risk import RiskCoefficients
 from airtune.allocation.switching.risk_theorem import TheoremCoefficients, initial_module_gap, module_gap_step
@@ -345,8 +342,8 @@ class SwitchingPlanner(Planner):
             stop = "max_inner"
             j_prev = None
             for _ in range(int(o.max_inner)):
-                b, bw_ok = self._bandwidth(x, S, b, p, inputs, risk, w_e, budget_up)
-                p, pw_ok = self._power(x, S, b, inputs, w_e, V, risk, budget_up) if o.power == "adaptive" \
+                b, bw_ok = step_bandwidth(o, c, radio, n_max, V, x, S, b, p, inputs, risk, w_e, budget_up)
+                p, pw_ok = step_power(o, c, radio, V, x, S, b, inputs, w_e, risk, budget_up) if o.power == "adaptive" \
                     else (np.where(sel, p_max, 0.0), True)
                 inner_ok = bw_ok and pw_ok
                 j, _ = round_objective(x, b, np.where(sel, p, 0.0), S, inputs, radio, w_e, np.zeros(K), V, risk)
@@ -376,55 +373,6 @@ class SwitchingPlanner(Planner):
                    "eligible_devices": int(eligible.any(axis=1).sum()),
                    "module_gap": np.asarray(risk.gap, float).copy(),
                    "dissimilarity": np.broadcast_to(np.asarray(risk.delta, float), (K,)).copy()})
-
-    def _bandwidth(self, x: np.ndarray, S: np.ndarray, b: np.ndarray, p: np.ndarray, inputs: RoundInputs,
-                   risk: RiskModel, w_e: np.ndarray, budget_up: np.ndarray | None) -> tuple[np.ndarray, bool]:
-        o, c, radio = self.options, self.context, self.radio
-        sel = np.asarray(x.any(axis=1), bool)
-        B, n_max = float(c.total_bandwidth_hz), self._n_max()
-        floor = np.full(len(sel), o.min_bandwidth_fraction * B / n_max)
-        if radio.slot:
-            assert c.link.upload_slot_s is not None
-            s_k = x.astype(float) @ S
-            succ = radio.success(inputs.distance_m, p, b, inputs.channel_gain, s_k)
-            w_q = self._v() * risk.outage_weight(x, np.where(sel, succ, 0.0))   # bandwidth_reliability docstring
-            A, C, delta = log_success_coefficients(inputs.distance_m, np.maximum(p, 1e-30), radio.n0, radio.alpha,
-                                                   radio.gain_1m, radio.density, radio.p_int)
-            res = reliability_bandwidth(w_q, s_k / c.link.upload_slot_s, A, C, delta, B, min_bandwidth_hz=floor,
-                                        participating=sel)
-            return res.bandwidth_hz, bool(res.converged)
-        tiers = bandwidth_for_switching(x, S, w_e, p, inputs.channel_gain, radio.n0, B, time_budget_s=budget_up,
-                                        min_bandwidth_hz=floor, search=o.bandwidth_search, **radio.solver_kwargs())
-        return tiers.bandwidth_hz, bool(tiers.converged)
-
-    def _power(self, x: np.ndarray, S: np.ndarray, b: np.ndarray, inputs: RoundInputs, w_e: np.ndarray, V: float,
-               risk: RiskModel, budget_up: np.ndarray | None) -> tuple[np.ndarray, bool]:
-        o, c, radio = self.options, self.context, self.radio
-        sel = np.asarray(x.any(axis=1), bool)
-        p_max = np.asarray(c.max_power_w, float) * np.ones(len(sel))
-        if not sel.any():
-            return p_max, True
-        s_k = x.astype(float) @ S
-        succ = radio.success(inputs.distance_m, p_max, b, inputs.channel_gain, s_k)
-        w_q = risk.outage_weight(x, succ) if radio.ppp else np.zeros(len(sel))  # else success is power-free
-        theta = c.link.sinr_threshold_for(b, s_k) if radio.slot else radio.theta
-        on = np.flatnonzero(sel)   # only the participants' subproblems (each device's is its own)
-
-        def part(a: Any) -> np.ndarray:
-            return np.broadcast_to(np.asarray(a, float), sel.shape)[on]
-        prob = PowerProblem(
-            payload_bits=s_k[on], bandwidth_hz=b[on], distance_m=part(inputs.distance_m), energy_weight=part(w_e),
-            v=V, max_power_w=p_max[on], noise_psd_w_per_hz=radio.n0, sinr_threshold=part(theta),
-            path_loss_exponent=radio.alpha, path_gain_at_1m=radio.gain_1m,
-            interferer_density_per_m2=radio.density, interferer_power_w=radio.p_int,
-            min_power_w=o.min_power_fraction * p_max[on], risk_weight=w_q[on], rate_model=radio.rate_model,
-            channel_gain=part(inputs.channel_gain), interference_w=part(radio.interference_w),
-            time_budget_s=None if radio.slot or budget_up is None else part(budget_up))
-        sol = solve_power(prob, grid_points=o.power_grid_points)
-        power = p_max.copy()
-        power[on] = sol.power_w
-        flat = (w_e <= 0) & (V * w_q <= 0)  # nothing to trade: transmit at full power
-        return np.where(sel & ~flat, power, p_max), bool(sol.converged)
 
     # ---------------------------------------------------------------------------------- observe
     def observe(self, inputs: RoundInputs, plan: Allocation, outcome: RoundOutcome) -> dict[str, Any]:
