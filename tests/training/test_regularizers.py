@@ -49,4 +49,4 @@ def test_every_task_field_is_serialisable_kind():
     kinds = {f.name: f.type for f in dataclasses.fields(ClientTask)}
     assert "extra_loss" not in kinds and "info" not in kinds
     assert set(kinds) == {"device", "state", "steps", "seed", "adapter", "rank", "freeze", "base_delta", "loop",
-                          "downlink", "chain", "regularizer", "receive", "memo"}
+                          "downlink", "chain", "regularizer", "receive", "memo", "lr_scale"}

@@ -61,11 +61,13 @@ def test_split_gradients_equal_unsplit_gradients(model, small, downlink):
         assert torch.equal(ours[k], ref[k]), k
 
 
-@pytest.mark.parametrize("downlink", ["tokens", "pooled"])
-def test_split_training_equals_unsplit_training(model, small, downlink):
+@pytest.mark.parametrize("downlink,loss", [("tokens", "cross_entropy"), ("pooled", "cross_entropy"),
+                                           ("tokens", "logit_adjusted")])
+def test_split_training_equals_unsplit_training(model, small, downlink, loss):
     init = trainable_state(model)
     heads = set(head_keys(init))
-    engine = Engine(model, small, [np.arange(64)], batch_size=8, optim=OPT, head_keys=heads)
+    optim = OptimConfig(lr=OPT.lr, head_lr=OPT.head_lr, max_grad_norm=OPT.max_grad_norm, loss=loss)
+    engine = Engine(model, small, [np.arange(64)], batch_size=8, optim=optim, head_keys=heads)
     ref = engine.run_one(ClientTask(0, init, steps=4, seed=3))
     ours = engine.run_one(ClientTask(0, init, steps=4, seed=3, loop="split", downlink=downlink))
     assert ours.train_loss == ref.train_loss

@@ -40,6 +40,9 @@ class ModelConfig(_Section):
     precision: Literal["auto", "fp32", "bf16"] = F(
         "auto", "compute precision of training and evaluation: bf16 is autocast mixed precision (factors, head "
                 "and optimiser stay fp32); auto takes bf16 where the hardware runs it natively (training/precision.py)")
+    dropout: float | None = Field(
+        None, ge=0, lt=1, examples=[0.0],
+        description="hidden and attention dropout of the encoder (BERT-family names); null: the checkpoint's (0.1)")
 
 
 class DataConfig(_Section):
@@ -112,8 +115,14 @@ class TrainConfig(_Section):
     """Local training on each scheduled device."""
 
     local_steps: int = F(5, "optimizer steps per device per round", ge=1)
-    batch_size: int = F(16, "examples per local step", ge=1)
-    lr: float = F(1e-3, "learning rate of the LoRA factors", gt=0)
+    batch_size: int = F(32, "examples per local step", ge=1)
+    batching: Literal["random", "length_grouped"] = F(
+        "length_grouped", "how a round's examples form the local batches: random, or length_grouped (the same examples "
+        "sorted by length into the batches: less padding; training/engine.device_batches)")
+    lr: float = F(3e-3, "learning rate of the LoRA factors", gt=0)
+    lr_schedule: Literal["constant", "cosine", "linear"] = F(
+        "cosine", "factor on the local learning rates over rounds: constant, cosine (1 + cos(pi t/T))/2, or "
+        "linear 1 - t/T (training/schedule.py)")
     head_lr: float | None = Field(
         5e-3, gt=0, examples=[5e-3], description="learning rate of the classifier head; null: same as lr"
     )
@@ -124,6 +133,11 @@ class TrainConfig(_Section):
     )
     proximal_mu: float = F(0.0, "FedProx proximal weight mu: + mu/2 ||w - w_global||^2 in every local step; 0: off",
                            ge=0)
+    loss: Literal["cross_entropy", "logit_adjusted"] = F(
+        "logit_adjusted", "local loss: cross_entropy, or logit_adjusted: cross-entropy of logits + tau * log(the "
+        "device's label frequencies), balanced softmax / FedLC against label skew (training/loss.py)")
+    logit_adjust_tau: float = F(1.0, "logit_adjusted: weight tau of the device's log label prior (1: balanced "
+                                "softmax)", ge=0)
     num_threads: int = F(2, "torch CPU threads for local training", ge=1)
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
                         description="torch device of training and evaluation: auto (a GPU when present), cpu, "
@@ -238,6 +252,9 @@ class StrategyConfig(_Section):
     options: dict[str, Any] = Field(
         default_factory=dict, description="strategy-specific options, validated by the strategy"
     )
+    weighting: Literal["data_size", "uniform"] = F(
+        "uniform", "aggregation weights of the delivered updates: data_size (each device's local data size, "
+        "FedAvg) or uniform (1 each; strategies/weighting.py)")
     server_optimizer: ServerOptimizerConfig = Field(
         default_factory=ServerOptimizerConfig, description="server-side optimiser on the aggregate")
 

@@ -46,10 +46,12 @@ from airtune.metrics.sinks import make_sinks
 from airtune.registry import ALLOCATORS
 from airtune.strategies.base import ServerState
 from airtune.strategies.server_opt import ServerOptimizer, server_step
+from airtune.strategies.weighting import weighted
 from airtune.training.batched import BatchedEngine
 from airtune.training.engine import Engine
 from airtune.training.evaluate import ensemble_metrics, evaluate
 from airtune.training.local import OptimConfig
+from airtune.training.schedule import scheduled
 from airtune.wireless.channel import step_channel
 from airtune.wireless.cost import compute_energy_j, compute_latency_s
 
@@ -73,7 +75,8 @@ class Totals:
 def make_engine(s: Setup) -> Engine:
     t = s.cfg.train
     optim = OptimConfig(lr=t.lr, head_lr=t.head_lr, weight_decay=t.weight_decay, optimizer=t.optimizer,
-                        max_grad_norm=t.max_grad_norm, precision=s.precision, proximal_mu=t.proximal_mu)
+                        max_grad_norm=t.max_grad_norm, precision=s.precision, proximal_mu=t.proximal_mu,
+                        loss=t.loss, logit_adjust_tau=t.logit_adjust_tau, batching=t.batching)
     device = next(s.model.parameters()).device
     if t.engine == "batched" or (t.engine == "auto" and device.type == "cuda"):
         log.info("engine: batched, up to %d devices per pass (train.engine = %s, device %s)",
@@ -140,6 +143,7 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
             selected = [int(k) for k in np.flatnonzero(plan.selected)]
             seeds = {k: int_seed(cfg.seed, "batches", rnd, k) for k in selected}
             tasks = s.strategy.configure_round(rnd, server, selected, seeds, cfg.train.local_steps, plan=plan)
+            tasks = scheduled(tasks, cfg.train.lr_schedule, rnd, cfg.rounds)
             ranks = s.strategy.device_ranks(server)  # the ranks trained this round (before any prune)
             updates = engine.run(tasks)
             failed = dict(getattr(engine, "failed", None) or {})  # device -> reason (a remote engine's dead node)
@@ -161,7 +165,7 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
             if lost:
                 log.info("round %d: updates of devices %s lost to outage, not aggregated", rnd, lost)
             previous = server
-            server, report = s.strategy.aggregate(rnd, server, updates, delivered)
+            server, report = s.strategy.aggregate(rnd, server, weighted(updates, cfg.strategy.weighting), delivered)
             server = apply_server_optimizer(cfg, previous, server)
             report = {**report, **allocation_log(plan), **planner.observe(inputs, plan, RoundOutcome(
                 radio.delivered, radio.success_prob, radio.cost.energy_j, radio.cost.latency_s, ul_bits,

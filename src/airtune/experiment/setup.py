@@ -85,7 +85,7 @@ def lora_spec(cfg: Config) -> LoraSpec:
 def load_base_model(cfg: Config, spec: ModelSpec, num_classes: int) -> nn.Module:
     """The pre-trained model with a fresh head (seeded); adapters come in :func:`attach_trainable`."""
     torch.manual_seed(int_seed(cfg.seed, "init"))
-    return load_classifier(spec, num_classes)
+    return load_classifier(spec, num_classes, cfg.model.dropout)
 
 
 def attach_trainable(cfg: Config, spec: ModelSpec, model: nn.Module, strategy: Strategy,

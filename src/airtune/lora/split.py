@@ -59,6 +59,7 @@ import torch
 from torch import Tensor, nn
 
 from airtune.lora.adapters import is_peft
+from airtune.training.loss import local_loss
 
 __all__ = ["DOWNLINK_MODES", "DeviceSide", "ServerSide", "Uplink", "pack", "split_model", "unpack"]
 
@@ -173,8 +174,12 @@ class DeviceSide:
                 raise ValueError(f"{type(self.encoder).__name__}.forward never called its 'embeddings' module")
         return Uplink(pack(emb, lengths), lengths)
 
-    def loss(self, features: Tensor, lengths: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def loss(self, features: Tensor, lengths: Tensor, labels: Tensor, log_prior: Tensor | None = None,
+             tau: float = 1.0) -> tuple[Tensor, Tensor]:
         """Head forward from the received features (a leaf that collects their gradient).
+
+        ``log_prior`` (the device's log label frequencies) selects the logit-adjusted loss
+        (``training/loss.py``); None: plain cross-entropy.
 
         Returns ``(loss, leaf)``; after ``loss.backward()``, ``leaf.grad`` is the uplink gradient.
         """
@@ -185,7 +190,7 @@ class DeviceSide:
         else:
             pooled = leaf
         logits = self.classifier(pooled)
-        return nn.functional.cross_entropy(logits.float(), labels), leaf
+        return local_loss(logits, labels, log_prior, tau), leaf
 
 
 class ServerSide:

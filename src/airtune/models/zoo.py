@@ -74,9 +74,13 @@ def load_tokenizer(spec: ModelSpec):
         ) from exc
 
 
-def load_classifier(spec: ModelSpec, num_labels: int):
+def load_classifier(spec: ModelSpec, num_labels: int, dropout: float | None = None):
     """The pre-trained encoder with a freshly initialised sequence-classification head
-    (mean pooling or the [CLS] head, per ``spec.pooling``)."""
+    (mean pooling or the [CLS] head, per ``spec.pooling``).
+
+    ``dropout`` (``model.dropout``) overrides the checkpoint's hidden and attention dropout
+    (``hidden_dropout_prob``, ``attention_probs_dropout_prob``: the BERT-family config names);
+    None keeps the checkpoint's values (0.1 for MiniLM-L6)."""
     from transformers import AutoModel, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -86,12 +90,13 @@ def load_classifier(spec: ModelSpec, num_labels: int):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the 'classifier newly initialised' report is expected
     hf_logging.disable_progress_bar()
+    extra = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
     try:
         if spec.pooling == "mean":
-            encoder = AutoModel.from_pretrained(spec.path, add_pooling_layer=False)
+            encoder = AutoModel.from_pretrained(spec.path, add_pooling_layer=False, **extra)
             model = MeanPoolClassifier(encoder, num_labels)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(spec.path, num_labels=num_labels)
+            model = AutoModelForSequenceClassification.from_pretrained(spec.path, num_labels=num_labels, **extra)
     except OSError as exc:
         raise ConfigError(
             f"model.name = '{spec.name}': could not load it ({exc.__class__.__name__}); "

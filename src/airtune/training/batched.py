@@ -53,6 +53,7 @@ from airtune.lora.adapters import state_params
 from airtune.training.device import to_device
 from airtune.training.engine import ClientTask, ClientUpdate, Engine, device_batches
 from airtune.training.local import OptimConfig, make_optimizer, precision_context, proximal_term
+from airtune.training.loss import local_loss
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class BatchedEngine(Engine):
                 self._fallback(reason)
                 out[i] = self.run_one(t)
                 continue
-            key = (t.adapter, t.rank, t.freeze, id(t.base_delta), t.steps)
+            key = (t.adapter, t.rank, t.freeze, id(t.base_delta), t.steps, t.lr_scale)
             groups.setdefault(key, []).append(i)
         for idx in groups.values():
             for start in range(0, len(idx), self.max_devices):
@@ -179,7 +180,7 @@ class BatchedEngine(Engine):
         stacked = {k: torch.stack([t.state[k] for t in tasks]).to(dev, p.dtype).requires_grad_(p.requires_grad)
                    for k, p in params.items()}
         trainable = {k: v for k, v in stacked.items() if v.requires_grad}
-        opt = make_optimizer(trainable, self.optim, lambda k: k in self.head_keys)
+        opt = make_optimizer(trainable, self.optim, lambda k: k in self.head_keys, tasks[0].lr_scale)
         hooks = self._install(owners, stacked, len(tasks))
         try:
             losses = self._train(tasks, trainable, opt, dev)
@@ -218,12 +219,13 @@ class BatchedEngine(Engine):
                dev: torch.device) -> list[list[float]]:
         streams: list[Iterator[dict[str, torch.Tensor]]] = [
             device_batches(self.data, self.partitions[t.device], t.steps, self.batch_size,
-                           np.random.default_rng(t.seed)) for t in tasks]
+                           np.random.default_rng(t.seed), self.optim.batching == "length_grouped") for t in tasks]
         torch.manual_seed(tasks[0].seed)  # dropout (one mask over the chunk; see the module docstring)
         self.model.train()
         losses: list[list[float]] = [[] for _ in tasks]
         leaves = list(trainable.values())
         start = [p.detach().clone() for p in leaves] if self.optim.proximal_mu > 0 else None
+        priors = [self.log_prior(t.device) for t in tasks]
         for _ in range(tasks[0].steps):
             per_device = [next(s) for s in streams]
             inputs, rows = pad_and_stack(per_device)
@@ -235,8 +237,8 @@ class BatchedEngine(Engine):
             total = logits.new_zeros((), dtype=torch.float32)
             for d, b in enumerate(per_device):
                 n = int(b["labels"].shape[0])
-                loss = nn.functional.cross_entropy(logits[d * rows:d * rows + n].float(),
-                                                   labels[d * rows:d * rows + n].to(dev))
+                loss = local_loss(logits[d * rows:d * rows + n], labels[d * rows:d * rows + n].to(dev),
+                                  priors[d], self.optim.logit_adjust_tau)
                 losses[d].append(float(loss.detach()))
                 total = total + loss
             if start is not None:   # FedProx per device; the sum over devices is one term over the stack

@@ -31,6 +31,7 @@ from airtune.lora.adapters import (
 )
 from airtune.training.device import to_device
 from airtune.training.local import OptimConfig, make_optimizer, train_steps
+from airtune.training.loss import label_log_prior
 from airtune.training.regularizers import RegularizerSpec
 from airtune.training.split_loop import LinkTraffic
 
@@ -82,6 +83,9 @@ class ClientTask:
         forms ``base_delta``); charged on the downlink by the strategy, not read by the engine.
     ``memo``
         The strategy's own notes (JSON scalars), returned unchanged in the update.
+    ``lr_scale``
+        Factor on the local learning rates this round (``train.lr_schedule``; set by the runner,
+        ``training/schedule.py``).
     """
 
     device: int
@@ -98,9 +102,11 @@ class ClientTask:
     regularizer: RegularizerSpec | None = None
     receive: dict[str, torch.Tensor] = field(default_factory=dict)
     memo: Memo = field(default_factory=dict)
+    lr_scale: float = 1.0                    # multiplies the local learning rates (train.lr_schedule)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "memo", _check_memo(self.memo, "ClientTask"))
+        object.__setattr__(self, "lr_scale", float(self.lr_scale))
         object.__setattr__(self, "freeze", tuple(self.freeze))
         object.__setattr__(self, "chain", tuple(self.chain))
         if self.rank is not None:
@@ -123,15 +129,32 @@ class ClientUpdate:
 
 
 def device_batches(data: TokenizedDataset, indices: np.ndarray, steps: int, batch_size: int,
-                   rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-    """``steps`` mini-batches drawn without replacement from the device's data, reshuffled per epoch."""
+                   rng: np.random.Generator, group_by_length: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    """``steps`` mini-batches drawn without replacement from the device's data, reshuffled per epoch.
+
+    ``group_by_length`` (``train.batching: length_grouped``): the round's ``steps x batch``
+    examples are drawn exactly as without it, then sorted by length into the ``steps`` batches,
+    which are visited in a random order. The round trains on the same examples with less
+    padding (on SST-2 with 5 x 16 examples, 1.9x fewer padded tokens), the idea of Hugging Face
+    Trainer's ``group_by_length``; our choice is to group within one round, so no example moves
+    to another round.
+    """
     order = np.empty(0, dtype=np.int64)
     bs = min(batch_size, len(indices))
+    takes = []
     for _ in range(steps):
         if len(order) < bs:
             order = np.concatenate([order, rng.permutation(indices)])
         take, order = order[:bs], order[bs:]
-        yield collate(data, take)
+        if not group_by_length:
+            yield collate(data, take)
+        else:
+            takes.append(take)
+    if group_by_length and takes:
+        pool = np.concatenate(takes)
+        pool = pool[np.argsort(data.lengths[torch.as_tensor(pool)].numpy(), kind="stable")]
+        for i in rng.permutation(len(takes)):
+            yield collate(data, pool[i * bs:(i + 1) * bs])
 
 
 class Engine:
@@ -151,6 +174,16 @@ class Engine:
         self._peft = is_peft(model)
         self._base0: dict[str, torch.Tensor] | None = None   # pre-trained weights of adapted layers
         self._delta: dict[str, torch.Tensor] | None = None   # offset currently applied to them
+        self._num_classes = int(data.labels.max()) + 1 if len(data) else 1
+
+    def log_prior(self, device: int) -> torch.Tensor | None:
+        """The device's log label frequencies when ``optim.loss`` is ``logit_adjusted``, else None.
+
+        Computed from the device's own labels only (``training/loss.label_log_prior``)."""
+        if self.optim.loss != "logit_adjusted":
+            return None
+        idx = torch.as_tensor(self.partitions[device], dtype=torch.long)
+        return label_log_prior(self.data.labels[idx], self._num_classes)
 
     def load_task(self, task: ClientTask) -> None:
         """Write a task's starting point into the shared model: adapter, base offset, state, freezing."""
@@ -183,14 +216,15 @@ class Engine:
         torch.manual_seed(task.seed)  # dropout
         idx = self.partitions[task.device]
         dev = next(self.model.parameters()).device
-        batches = (to_device(b, dev) for b in device_batches(self.data, idx, task.steps, self.batch_size, rng))
+        batches = (to_device(b, dev) for b in device_batches(self.data, idx, task.steps, self.batch_size, rng,
+                                                                self.optim.batching == "length_grouped"))
         traffic = None
         if task.loop == "split":
             losses, traffic = self._run_split(task, params, batches)
         else:
-            opt = make_optimizer(params, self.optim, lambda k: k in self.head_keys)
+            opt = make_optimizer(params, self.optim, lambda k: k in self.head_keys, task.lr_scale)
             extra = None if task.regularizer is None else task.regularizer.build()
-            losses = train_steps(self.model, batches, opt, self.optim, extra)
+            losses = train_steps(self.model, batches, opt, self.optim, extra, self.log_prior(task.device))
         state = {k: v.cpu() for k, v in trainable_state(self.model).items()}   # server state lives on the CPU
         return ClientUpdate(task.device, state, len(idx), float(np.mean(losses)), task.memo, traffic)
 
@@ -207,10 +241,11 @@ class Engine:
         device, server = split_model(self.model, task.downlink)
         head = {k: p for k, p in params.items() if k in self.head_keys}
         lora = {k: p for k, p in params.items() if k not in self.head_keys}
-        device_opt = make_optimizer(head, self.optim, lambda k: True)
-        server_opt = make_optimizer(lora, self.optim, lambda k: False)
+        device_opt = make_optimizer(head, self.optim, lambda k: True, task.lr_scale)
+        server_opt = make_optimizer(lora, self.optim, lambda k: False, task.lr_scale)
         self.model.train()
-        return split_train_steps(device, server, batches, device_opt, server_opt, self.optim)
+        return split_train_steps(device, server, batches, device_opt, server_opt, self.optim,
+                                 self.log_prior(task.device))
 
     def run(self, tasks: list[ClientTask]) -> list[ClientUpdate]:
         out: list[ClientUpdate] = []

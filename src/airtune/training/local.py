@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from airtune.training.loss import logit_adjusted_cross_entropy
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -24,6 +26,9 @@ class OptimConfig:
     max_grad_norm: float | None = 1.0
     precision: str = "fp32"
     proximal_mu: float = 0.0   # FedProx (Li et al., MLSys 2020): + mu/2 ||w - w_start||^2 per step
+    loss: str = "cross_entropy"   # cross_entropy | logit_adjusted (training/loss.py)
+    logit_adjust_tau: float = 1.0
+    batching: str = "random"      # random | length_grouped (training/engine.device_batches)
 
 
 def precision_context(precision: str, device_type: str = "cpu"):
@@ -37,15 +42,17 @@ def _device_type(model: nn.Module) -> str:
     return next(model.parameters()).device.type
 
 
-def make_optimizer(params: dict[str, nn.Parameter], cfg: OptimConfig, is_head: Callable[[str], bool]):
-    """AdamW (or SGD) with a separate learning rate for the task head."""
+def make_optimizer(params: dict[str, nn.Parameter], cfg: OptimConfig, is_head: Callable[[str], bool],
+                   lr_scale: float = 1.0):
+    """AdamW (or SGD) with a separate learning rate for the task head; both learning rates are
+    multiplied by ``lr_scale`` (this round's factor of ``train.lr_schedule``, ``training/schedule.py``)."""
     head = [p for k, p in params.items() if is_head(k)]
     body = [p for k, p in params.items() if not is_head(k)]
-    groups = [g for g in ({"params": body, "lr": cfg.lr},
-                          {"params": head, "lr": cfg.head_lr or cfg.lr}) if g["params"]]
+    lr, head_lr = cfg.lr * lr_scale, (cfg.head_lr or cfg.lr) * lr_scale
+    groups = [g for g in ({"params": body, "lr": lr}, {"params": head, "lr": head_lr}) if g["params"]]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay)
 
 
 def proximal_term(params: list[torch.Tensor], start: list[torch.Tensor], mu: float) -> torch.Tensor:
@@ -59,12 +66,16 @@ def train_steps(
     optimizer: torch.optim.Optimizer,
     cfg: OptimConfig,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+    log_prior: torch.Tensor | None = None,
 ) -> list[float]:
     """Run one optimiser step per batch; return the per-step training losses.
 
     ``extra_loss(model)`` adds a regulariser (e.g. HetLoRA's tail penalty, SOFT's orthogonality).
     ``cfg.proximal_mu > 0`` adds FedProx's proximal term mu/2 ||w - w0||^2 over the trained
     tensors, w0 being their values when the loop starts (the global model the device received).
+    ``log_prior`` (C,), the device's log label frequencies, switches the data loss to the
+    logit-adjusted cross-entropy with ``cfg.logit_adjust_tau`` (``training/loss.py``); the
+    returned losses are then that adjusted data loss.
     """
     model.train()
     losses: list[float] = []
@@ -74,7 +85,9 @@ def train_steps(
         optimizer.zero_grad(set_to_none=True)
         with precision_context(cfg.precision, _device_type(model)):
             out = model(**batch)
-            loss = out.loss
+            loss = out.loss if log_prior is None else \
+                logit_adjusted_cross_entropy(out.logits, batch["labels"], log_prior, cfg.logit_adjust_tau)
+        data_loss = loss
         if extra_loss is not None:
             loss = loss + extra_loss(model)
         if start is not None:
@@ -83,5 +96,5 @@ def train_steps(
         if cfg.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
-        losses.append(float(out.loss.detach()))
+        losses.append(float(data_loss.detach()))
     return losses

@@ -71,12 +71,14 @@ def split_train_steps(
     device_opt: torch.optim.Optimizer,
     server_opt: torch.optim.Optimizer,
     cfg: OptimConfig,
+    log_prior: Tensor | None = None,
 ) -> tuple[list[float], LinkTraffic]:
     """Run one split iteration per batch; return the per-step losses and the measured traffic.
 
     ``device_opt`` holds the head parameters, ``server_opt`` the LoRA factors. Only ``device``
     reads the batch; ``server`` receives :class:`~airtune.lora.split.Uplink` messages and
-    gradients of the features, never token ids or labels.
+    gradients of the features, never token ids or labels. ``log_prior``: the device's log label
+    frequencies for the logit-adjusted loss (``training/loss.py``), applied on the device side.
     """
     dev_params = [p for g in device_opt.param_groups for p in g["params"]]
     srv_params = [p for g in server_opt.param_groups for p in g["params"]]
@@ -93,7 +95,8 @@ def split_train_steps(
             features = server.forward(up)                              # step 2
         traffic.down(features)
         with precision_context(cfg.precision, device_type):
-            loss, leaf = device.loss(features, up.lengths, batch["labels"])   # step 3
+            loss, leaf = device.loss(features, up.lengths, batch["labels"],   # step 3
+                                     log_prior, cfg.logit_adjust_tau)
         loss.backward()
         traffic.up(leaf.grad)
         server.backward(leaf.grad)                                     # step 4
