@@ -60,9 +60,10 @@ def test_uniform_weights_and_logit_adjustment_change_a_run(glue_dir, tmp_path):
     before = torch.get_num_threads()
     try:
         runs = {}
+        pinned = ["strategy.weighting=data_size", "train.loss=cross_entropy"]   # not the defaults since issue 17
         for name, extra in (("ref", []), ("uniform", ["strategy.weighting=uniform"]),
                             ("adjusted", ["train.loss=logit_adjusted"])):
-            assert main(["run", "--quiet", "--out", str(tmp_path / name), *base, *extra]) == 0
+            assert main(["run", "--quiet", "--out", str(tmp_path / name), *base, *pinned, *extra]) == 0
             runs[name] = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
     finally:
         torch.set_num_threads(before)
