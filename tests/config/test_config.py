@@ -79,6 +79,15 @@ def test_yaml_and_overrides_deep_merge(tmp_path):
     assert cfg.model == Config().model  # untouched sections keep defaults
 
 
+def test_empty_mapping_override_clears_the_options(tmp_path):
+    path = write(tmp_path, "allocation:\n  name: model_switching\n  options:\n    risk: theorem\n")
+    assert load_config(path).allocation.options == {"risk": "theorem"}
+    cfg = load_config(path, ["allocation.name=equal", "allocation.options={}"])
+    assert cfg.allocation.options == {}
+    cfg = load_config(path, ["allocation.options.V=2.0"])  # a dotted key still merges
+    assert cfg.allocation.options == {"risk": "theorem", "V": 2.0}
+
+
 def test_empty_file_and_empty_section_mean_defaults(tmp_path):
     assert load_config(write(tmp_path, "# nothing\n")) == Config()
     assert load_config(write(tmp_path, "lora:\n  # rank: 4\n")) == Config()

@@ -77,3 +77,34 @@ def test_cli_sweep(grid, tmp_path, capsys):
     code = main(["report", str(grid[0]), "--out", str(tmp_path / "bad"), "--sweep", "num_devices"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--target-accuracy" in err[0]
+
+
+def test_seed_metrics_uplink_to_target_by_hand(tmp_path):
+    """Communication at equal accuracy: cumulative uplink when the target is first met, else censored."""
+    from airtune.report.runs import load_run
+    from airtune.report.sweep_stats import seed_metrics
+
+    hit = write_run(tmp_path / "hit", "hit", "fedit", [0.5, 0.7, 0.8, 0.6], bits_per_round=2e6)  # round 3
+    miss = write_run(tmp_path / "miss", "miss", "soft", [0.5, None, 0.6, 0.7], bits_per_round=1e6)
+    m = seed_metrics(load_run(hit), 0.75, 3)
+    assert m["target_reached"] and m["rounds_to_target"] == 3
+    assert m["uplink_to_target_bits"] == 6e6 and m["time_to_target_s"] == 6.0
+    m = seed_metrics(load_run(miss), 0.75, 3)
+    assert not m["target_reached"] and m["uplink_to_target_bits"] == 4e6  # censored at the total
+
+
+def test_paired_target_rows_use_only_seeds_where_both_reached():
+    from airtune.report.sweep_stats import _paired_table
+
+    def m(reached, rounds, up):
+        return {"final_accuracy": 0.8, "best_accuracy": 0.8, "last_k_accuracy": 0.8, "sim_time_s": 10.0,
+                "uplink_bits": 1e6, "energy_j": 1.0, "target_reached": reached, "rounds_to_target": rounds,
+                "time_to_target_s": 2.0 * rounds, "uplink_to_target_bits": up}
+    per = {("a", "{}"): {0: m(True, 2, 4e6), 1: m(True, 4, 8e6), 2: m(True, 2, 4e6)},
+           ("b", "{}"): {0: m(True, 4, 2e6), 1: m(True, 6, 3e6), 2: m(False, 8, 1e6)}}  # seed 2 censored
+    md = _paired_table(per, ["a", "b"], "a", target=True)
+    row = next(r for r in md.splitlines() if "uplink to target" in r)
+    assert "| -3.5 [" in row and "| 2 |" in row  # (2-4 + 3-8)/2 Mbit on seeds 0 and 1 only
+    row = next(r for r in md.splitlines() if "rounds to target" in r)
+    assert "| 2.00 [2.00, 2.00] | 2 |" in row and "a better" in row
+    assert "to target" not in _paired_table(per, ["a", "b"], "a")

@@ -190,9 +190,10 @@ def _parse_overrides(items: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` merged into ``base`` key by key; an empty mapping (``options={}``) replaces, clearing."""
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and value and isinstance(out.get(key), dict):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = value

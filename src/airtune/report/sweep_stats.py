@@ -2,7 +2,8 @@
 
 For every (scheme, grid point): the mean and 95 % bootstrap interval over seeds of final accuracy,
 best accuracy, the mean of the last ``k`` evaluations, simulated time, uplink bits and energy; the
-Kaplan–Meier median rounds and simulated time to a target accuracy with the number of seeds that
+Kaplan–Meier median rounds, simulated time and cumulative uplink bits to a target accuracy (the
+last: communication at equal accuracy) with the number of seeds that
 reached it (a run that never did is censored at its horizon, ``report/statistics.py``). Then the
 paired differences of every scheme against the reference scheme (the spec's first) on the seeds
 both ran, with a verdict. Figures: accuracy against round, one per grid point, with the mean
@@ -33,6 +34,11 @@ METRICS = (  # key, label, higher is better, scale, format
     ("uplink_bits", "uplink (Mbit)", False, 1e-6, ".1f"),
     ("energy_j", "energy (J)", False, 1.0, ".2f"),
 )
+TARGET_METRICS = (  # paired only on the seeds where both schemes reached the target (no censored value)
+    ("rounds_to_target", "rounds to target (both reached)", False, 1.0, ".2f"),
+    ("time_to_target_s", "sim time to target (s; both reached)", False, 1.0, ".1f"),
+    ("uplink_to_target_bits", "uplink to target (Mbit; both reached)", False, 1e-6, ".1f"),
+)
 
 
 def is_sweep_dir(path: str | Path) -> bool:
@@ -51,6 +57,8 @@ def seed_metrics(run: Run, target_accuracy: float | None, last_k: int) -> dict[s
     out["rounds_to_target"] = st["rounds_to_target"] if reached else rounds          # else censored at horizon
     sim = [float(m["sim_time_s"]) for m in run.metrics if m.get("sim_time_s") is not None]
     out["time_to_target_s"] = (sim[st["rounds_to_target"] - 1] if reached else (sim[-1] if sim else None))
+    cum_up = [float(m.get("cum_uplink_bits", 0.0)) for m in run.metrics]   # communication at equal accuracy
+    out["uplink_to_target_bits"] = (cum_up[st["rounds_to_target"] - 1] if reached else (cum_up[-1] if cum_up else None))
     return out
 
 
@@ -83,7 +91,7 @@ def sweep_report(sweep_dir: str | Path, out_dir: str | Path, *, target_accuracy:
         raise DataError(f"--reference = '{ref}': not a scheme of this sweep; fix: choose one of {', '.join(schemes)}")
     per = {g: {s: seed_metrics(r, target_accuracy, last_k) for s, r in runs.items()} for g, runs in groups.items()}
     summary = _summary_table(per, target_accuracy, last_k)
-    paired = _paired_table(per, schemes, ref)
+    paired = _paired_table(per, schemes, ref, target=target_accuracy is not None)
     plots = _plots(groups, out)
     text = ["# airtune sweep report", "", f"Sweep: `{sweep_dir.resolve()}`; {sum(len(v) for v in per.values())} "
             f"finished runs; intervals are 95 % percentile-bootstrap intervals of the mean over seeds.", "",
@@ -111,7 +119,8 @@ def _summary_table(per: dict, target: float | None, last_k: int) -> str:
     cols = [label.replace("k evals", f"{last_k} evals") for _, label, *_ in METRICS]
     head = ["scheme (grid point)", "seeds", *cols]
     if target is not None:
-        head += [f"rounds to {target:g} (KM median; reached)", f"sim time to {target:g} (s)"]
+        head += [f"rounds to {target:g} (KM median; reached)", f"sim time to {target:g} (s)",
+                 f"uplink to {target:g} (Mbit)"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g, seeds in per.items():
         cells = [_label(g), str(len(seeds))]
@@ -122,13 +131,15 @@ def _summary_table(per: dict, target: float | None, last_k: int) -> str:
             reached = [v["target_reached"] for v in seeds.values()]
             r = time_to_target([v["rounds_to_target"] for v in seeds.values()], reached)
             t = time_to_target([v["time_to_target_s"] for v in seeds.values()], reached)
+            b = time_to_target([v["uplink_to_target_bits"] * 1e-6 for v in seeds.values()], reached)
             cells += [f"{'—' if r.median is None else f'{r.median:g}'} ({r.reached}/{r.n})",
-                      f"{'—' if t.median is None else f'{t.median:.1f}'} ({t.reached}/{t.n})"]
+                      f"{'—' if t.median is None else f'{t.median:.1f}'} ({t.reached}/{t.n})",
+                      f"{'—' if b.median is None else f'{b.median:.1f}'} ({b.reached}/{b.n})"]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def _paired_table(per: dict, schemes: list[str], ref: str) -> str:
+def _paired_table(per: dict, schemes: list[str], ref: str, *, target: bool = False) -> str:
     rows = ["| grid point | scheme vs reference | metric | mean difference [95 % CI] | seeds | verdict |",
             "|---|---|---|---|---|---|"]
     points = sorted({g[1] for g in per})
@@ -141,9 +152,11 @@ def _paired_table(per: dict, schemes: list[str], ref: str) -> str:
             if scheme == ref or other is None:
                 continue
             seeds = sorted(set(base) & set(other))
-            for key, label, higher, scale, spec in METRICS:
-                a = [(other[s][key] if other[s][key] is not None else np.nan) * scale for s in seeds]
-                b = [(base[s][key] if base[s][key] is not None else np.nan) * scale for s in seeds]
+            both = {s for s in seeds if other[s]["target_reached"] and base[s]["target_reached"]} if target else set()
+            for key, label, higher, scale, spec in METRICS + (TARGET_METRICS if target else ()):
+                keep = [s in both or key not in dict((m[0], m) for m in TARGET_METRICS) for s in seeds]
+                a = [(other[s][key] if other[s][key] is not None and k else np.nan) * scale for s, k in zip(seeds, keep)]
+                b = [(base[s][key] if base[s][key] is not None and k else np.nan) * scale for s, k in zip(seeds, keep)]
                 res = paired_difference(a, b, higher_is_better=higher, names=(scheme, ref))
                 pt = ", ".join(f"{k}={v}" for k, v in json.loads(point).items()) or "—"
                 rows.append(f"| {pt} | {scheme} vs {ref} | {label} | {res.diff.fmt(spec)} | {res.diff.n} | "
