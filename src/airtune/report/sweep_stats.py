@@ -39,6 +39,7 @@ TARGET_METRICS = (  # paired only on the seeds where both schemes reached the ta
     ("time_to_target_s", "sim time to target (s; both reached)", False, 1.0, ".1f"),
     ("uplink_to_target_bits", "uplink to target (Mbit; both reached)", False, 1e-6, ".1f"),
 )
+TARGET_KEYS = frozenset(m[0] for m in TARGET_METRICS)
 
 
 def is_sweep_dir(path: str | Path) -> bool:
@@ -154,7 +155,7 @@ def _paired_table(per: dict, schemes: list[str], ref: str, *, target: bool = Fal
             seeds = sorted(set(base) & set(other))
             both = {s for s in seeds if other[s]["target_reached"] and base[s]["target_reached"]} if target else set()
             for key, label, higher, scale, spec in METRICS + (TARGET_METRICS if target else ()):
-                keep = [s in both or key not in dict((m[0], m) for m in TARGET_METRICS) for s in seeds]
+                keep = [s in both or key not in TARGET_KEYS for s in seeds]
                 a = [(other[s][key] if other[s][key] is not None and k else np.nan) * scale for s, k in zip(seeds, keep)]
                 b = [(base[s][key] if base[s][key] is not None and k else np.nan) * scale for s, k in zip(seeds, keep)]
                 res = paired_difference(a, b, higher_is_better=higher, names=(scheme, ref))
