@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from airtune.report.runs import load_run
 from airtune.report.statistics import mean_ci
 
 
@@ -25,8 +26,7 @@ def values(sweep_dir: Path, scheme: str, key: str, round_index: int) -> list[flo
     for entry in manifest["runs"].values():
         if entry["scheme"] != scheme or entry.get("status") != "done":
             continue
-        rows = [json.loads(line) for line in (sweep_dir / entry["run_dir"] / "metrics.jsonl").read_text().splitlines()
-                if line.strip()]
+        rows = load_run(sweep_dir / entry["run_dir"]).metrics
         value = rows[round_index].get(key)
         if value is None:
             raise SystemExit(f"{entry['run_dir']}: metric '{key}' absent in round {round_index}; "
