@@ -147,6 +147,11 @@ class TrainConfig(_Section):
         "forward/backward pass, training/batched.py), auto (batched on a GPU, sequential on a CPU, where batching "
         "is not faster: docs/benchmarks.md)")
     batched_max_devices: int = F(16, "devices per batched pass at most (memory)", ge=1)
+    skip_lost_updates: bool = F(
+        True, "price the round before training and do not compute the updates the channel will lose, where the "
+        "strategy's bits follow from the task (fedit, full_ft, ffa_lora, flexlora); the delivered updates, "
+        "accuracy, bits, time and energy are identical (per-update seeds), only the lost devices' train_loss is not "
+        "logged (experiment/runner.py)")
 
 
 class WirelessConfig(_Section):

@@ -6,6 +6,7 @@
         tasks    = strategy.configure_round(...)           # what each scheduled device trains
         updates  = engine.run(tasks)                       # local LoRA training
         radio    = radio_round(...)                        # rates, outage, latency, energy
+                   # (train.skip_lost_updates: priced first, and only the delivered devices train)
         server   = strategy.aggregate(..., delivered)      # only updates that survived
         planner.observe(...)                               # queues (Lyapunov, energy, latency)
         log + checkpoint
@@ -145,19 +146,16 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
             tasks = s.strategy.configure_round(rnd, server, selected, seeds, cfg.train.local_steps, plan=plan)
             tasks = scheduled(tasks, cfg.train.lr_schedule, rnd, cfg.rounds)
             ranks = s.strategy.device_ranks(server)  # the ranks trained this round (before any prune)
-            updates = engine.run(tasks)
-            failed = dict(getattr(engine, "failed", None) or {})  # device -> reason (a remote engine's dead node)
-            if failed:
-                tasks = [t for t in tasks if t.device not in failed]
-                log.warning("round %d: no update from devices %s (%s): lost, not aggregated", rnd, sorted(failed),
-                            "; ".join(sorted(set(failed.values()))))
-            ul_bits, dl_bits, samples, loss = (np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.nan))
-            for task, up in zip(tasks, updates):
-                dl_bits[task.device] += s.strategy.downlink_bits(task, up)  # += : a device may train
-                ul_bits[up.device] += s.strategy.uplink_bits(up)            # several modules (switching)
-                samples[up.device] += s.samples_per_round[up.device]
+            if skips_lost(cfg, s, tasks):
+                updates, tasks, failed, radio, ul_bits, dl_bits, samples = _train_delivered(
+                    s, engine, tasks, ch, plan, rnd)
+            else:
+                updates, tasks, failed = _train(engine, tasks, rnd)
+                ul_bits, dl_bits, samples = _charged(s, tasks, updates)
+                radio = price_round(s, ch, plan, ul_bits, dl_bits, samples, rnd)
+            loss = np.full(K, np.nan)
+            for up in updates:
                 loss[up.device] = up.train_loss
-            radio = price_round(s, ch, plan, ul_bits, dl_bits, samples, rnd)
             if failed:
                 radio.delivered[sorted(failed)] = False  # nothing came back: not delivered, for the logs too
             delivered = {int(k) for k in np.flatnonzero(radio.delivered)}
@@ -195,6 +193,59 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
     summary = _summary(cfg, totals, time.perf_counter() - wall0)
     rundir.write_summary(run_dir, summary)
     return summary
+
+
+def skips_lost(cfg: Config, s: Setup, tasks: list) -> bool:
+    """Whether this round prices the radio before training and trains only the devices whose
+    upload will be decoded (``train.skip_lost_updates``): the strategy's bits must follow from the
+    task (``Strategy.bits_known_before_training``) and no task may start from another's result
+    (``ClientTask.chain``). Each update has its own seed (``Engine.run_one``), so the delivered
+    updates are the ones the full round computes."""
+    return (cfg.train.skip_lost_updates and s.strategy.bits_known_before_training
+            and not any(t.chain for t in tasks))
+
+
+def _train(engine: Engine, tasks: list, rnd: int):
+    """Train ``tasks``; the updates, the tasks that returned one, and the failed devices."""
+    updates = engine.run(tasks)
+    failed = dict(getattr(engine, "failed", None) or {})  # device -> reason (a remote engine's dead node)
+    if failed:
+        tasks = [t for t in tasks if t.device not in failed]
+        log.warning("round %d: no update from devices %s (%s): lost, not aggregated", rnd, sorted(failed),
+                    "; ".join(sorted(set(failed.values()))))
+    return updates, tasks, failed
+
+
+def _charged(s: Setup, tasks: list, updates: list | None):
+    """(K,) uplink bits, downlink bits and samples of the round; from the updates, or, when
+    ``updates`` is None, from the tasks alone (``Strategy.bits_before_training``)."""
+    K = s.cfg.num_devices
+    ul_bits, dl_bits, samples = np.zeros(K), np.zeros(K), np.zeros(K)
+    for i, task in enumerate(tasks):
+        if updates is None:
+            up_b, dl_b = s.strategy.bits_before_training(task)
+        else:
+            up = updates[i]
+            up_b, dl_b = s.strategy.uplink_bits(up), s.strategy.downlink_bits(task, up)
+        dl_bits[task.device] += dl_b  # += : a device may train several modules (switching)
+        ul_bits[task.device] += up_b
+        samples[task.device] += s.samples_per_round[task.device]
+    return ul_bits, dl_bits, samples
+
+
+def _train_delivered(s: Setup, engine: Engine, tasks: list, ch, plan, rnd: int):
+    """Price the round from the tasks, then train only the devices whose upload is decoded.
+
+    The outage stream is seeded by the round alone (:func:`price_round`), so pricing again
+    without a device that failed on a remote engine draws the same realisation for the rest."""
+    ul_bits, dl_bits, samples = _charged(s, tasks, None)
+    radio = price_round(s, ch, plan, ul_bits, dl_bits, samples, rnd)
+    updates, trained, failed = _train(engine, [t for t in tasks if radio.delivered[t.device]], rnd)
+    if failed:
+        tasks = [t for t in tasks if t.device not in failed]
+        ul_bits, dl_bits, samples = _charged(s, tasks, None)
+        radio = price_round(s, ch, plan, ul_bits, dl_bits, samples, rnd)
+    return updates, trained, failed, radio, ul_bits, dl_bits, samples
 
 
 def price_round(s: Setup, ch, plan, ul_bits, dl_bits, samples, rnd: int):

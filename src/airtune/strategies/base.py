@@ -106,6 +106,9 @@ class Strategy:
     provides_hints: ClassVar[frozenset[str]] = frozenset()       # planner_hints kinds it supplies
     uses_lora_rank: ClassVar[bool] = True                        # reads lora.rank (else a warning)
     supports_server_optimizer: ClassVar[bool] = True  # its aggregate is a parameter step (strategies/server_opt.py)
+    # The uplink and downlink bits follow from the task alone (payload shapes fixed before training),
+    # so the runner may price the round first and skip updates the channel loses (train.skip_lost_updates).
+    bits_known_before_training: ClassVar[bool] = False
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, options: dict[str, Any] | None = None, context: StrategyContext | None = None) -> None:
@@ -195,6 +198,20 @@ class Strategy:
     def uplink_bits(self, update: ClientUpdate) -> int:
         """Bits the device sends in the round (the payload; sparsified uploads add index bits)."""
         return tensor_bits(self.uplink_payload(update))
+
+    def bits_before_training(self, task: ClientTask) -> tuple[int, int]:
+        """``(uplink, downlink)`` bits of ``task``'s device, known before it trains.
+
+        Only for strategies with ``bits_known_before_training``: their payloads have the shapes
+        of the task's state, so an update stand-in holding that state prices exactly what
+        :meth:`uplink_bits` and :meth:`downlink_bits` charge the trained update (checked per
+        strategy in tests/experiment/test_skip_lost.py).
+        """
+        if not self.bits_known_before_training:
+            raise ValueError(f"strategy '{self.name}' charges bits that depend on the trained update; "
+                             "fix: train every scheduled device (train.skip_lost_updates=false)")
+        stand_in = ClientUpdate(task.device, task.state, 0, 0.0, task.memo)
+        return self.uplink_bits(stand_in), self.downlink_bits(task, stand_in)
 
 
 def parse_options(model: type[BaseModel], options: dict[str, Any], strategy: str,

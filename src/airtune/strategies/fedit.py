@@ -35,6 +35,7 @@ class FedIT(Strategy):
     """Separate data-size-weighted averaging of the LoRA factors and the task head."""
 
     name = "fedit"
+    bits_known_before_training = True
 
     def aggregate(self, rnd: int, server: ServerState, updates: list[ClientUpdate],
                   delivered: set[int]) -> tuple[ServerState, dict[str, Any]]:

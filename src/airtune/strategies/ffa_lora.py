@@ -68,6 +68,7 @@ class FFALoRA(Strategy):
     """Federated freeze-A LoRA: shared frozen A, FedAvg of B."""
 
     name = "ffa_lora"
+    bits_known_before_training = True
     supports_heterogeneous_ranks = True
     Options = FFALoRAOptions
 

@@ -70,6 +70,7 @@ class FlexLoRA(Strategy):
     """Heterogeneous-rank LoRA: exact full-size aggregation, rank-r_k SVD truncation per device."""
 
     name = "flexlora"
+    bits_known_before_training = True
     supports_server_optimizer = False   # the aggregate is an SVD re-factorisation, not a parameter step
     supports_heterogeneous_ranks = True
     Options = FlexLoRAOptions

@@ -19,6 +19,7 @@ class FullFineTuning(Strategy):
     """FedAvg over all model weights, data-size weighted."""
 
     name = "full_ft"
+    bits_known_before_training = True
     uses_lora = False
     uses_lora_rank = False   # no adapters
 

@@ -153,6 +153,7 @@ class SvdLoRA(FlexLoRA):
 
     name = "svd_lora"
     supports_heterogeneous_ranks = False
+    bits_known_before_training = False   # FlexLoRA's flag does not carry over: the upload is the update's SVD
     Options = SvdOptions
 
     def configure_round(self, rnd: int, server: ServerState, selected: list[int],
