@@ -108,3 +108,13 @@ def test_paired_target_rows_use_only_seeds_where_both_reached():
     row = next(r for r in md.splitlines() if "rounds to target" in r)
     assert "| 2.00 [2.00, 2.00] | 2 |" in row and "a better" in row
     assert "to target" not in _paired_table(per, ["a", "b"], "a")
+
+
+def test_sweep_report_names_the_sweep_relative_to_the_working_directory(tmp_path, monkeypatch):
+    """A committed report must not carry this machine's absolute paths."""
+    from airtune.report.sweep_stats import _shown
+
+    (tmp_path / "runs" / "sweeps" / "s").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert _shown(tmp_path / "runs" / "sweeps" / "s") == "runs/sweeps/s"
+    assert _shown(tmp_path.parent) == str(tmp_path.parent.resolve())   # outside: absolute

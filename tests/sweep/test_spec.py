@@ -51,3 +51,16 @@ def test_bad_specs_are_one_line_errors_naming_the_field(tmp_path, bad):
     with pytest.raises(ConfigError) as info:
         load_spec(write(tmp_path, **bad))
     assert all("sweep spec" in line for line in info.value.errors)
+
+
+def test_a_set_expands_in_place_and_an_unknown_set_is_one_line(tmp_path):
+    path = write(tmp_path, sets={"small": ["num_devices=4", "devices_per_round=2"]},
+                 schemes={"a": ["rounds=3", "@small", "devices_per_round=1"], "b": ["@small"]})
+    spec, base = load_spec(path)
+    assert spec.scheme_overrides("a") == ["rounds=3", "num_devices=4", "devices_per_round=2", "devices_per_round=1"]
+    runs = {r.scheme: r for r in expand(spec, base)}
+    assert (runs["a"].config["num_devices"], runs["a"].config["devices_per_round"]) == (4, 1)  # later wins
+    assert (runs["b"].config["num_devices"], runs["b"].config["devices_per_round"], runs["b"].config["rounds"]) == (4, 2, 40)
+    with pytest.raises(ConfigError) as info:
+        load_spec(write(tmp_path, sets={"small": []}, schemes={"a": ["@smal"]}))
+    assert len(info.value.errors) == 1 and "'@smal'" in info.value.errors[0] and "@small" in info.value.errors[0]

@@ -94,7 +94,7 @@ def sweep_report(sweep_dir: str | Path, out_dir: str | Path, *, target_accuracy:
     summary = _summary_table(per, target_accuracy, last_k)
     paired = _paired_table(per, schemes, ref, target=target_accuracy is not None)
     plots = _plots(groups, out)
-    text = ["# airtune sweep report", "", f"Sweep: `{sweep_dir.resolve()}`; {sum(len(v) for v in per.values())} "
+    text = ["# airtune sweep report", "", f"Sweep: `{_shown(sweep_dir)}`; {sum(len(v) for v in per.values())} "
             f"finished runs; intervals are 95 % percentile-bootstrap intervals of the mean over seeds.", "",
             "## Per scheme and grid point", "", summary, "", f"## Paired differences against `{ref}`", "",
             "Differences are scheme minus reference on the seeds both finished; the verdict needs the "
@@ -195,3 +195,13 @@ def _plots(groups: dict, out: Path) -> list[Path]:
             plotted = True
         paths.append(finish_plot(fig, ax, out / f"sweep_accuracy_{i}.png", plotted))
     return paths
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (so a committed report
+    does not carry the machine's absolute paths), else absolute."""
+    full = path.resolve()
+    try:
+        return str(full.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(full)

@@ -5,9 +5,11 @@ Example (``configs/sweeps/*.yaml``)::
     name: soft-vs-ideal
     base: ../soft/sst2-ideal.yaml        # relative to the spec file; null: built-in defaults
     overrides: [rounds=16]               # applied to every run
+    sets:                                # optional: override lists that schemes share
+      tsfa: [strategy.name=soft, allocation.name=tsfa]
     schemes:                             # named override sets: the methods being compared
       ideal: []
-      soft_tsfa: [strategy.name=soft, allocation.name=tsfa, allocation.options.latency_budget_s=4]
+      soft_tsfa: ["@tsfa", allocation.options.latency_budget_s=4]   # "@name": the set's overrides
     grid:                                # cartesian product, applied on top of every scheme
       num_devices: [20, 50]
     seeds: [0, 1, 2, 3, 4]
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from airtune.config import Config, load_config
 from airtune.errors import ConfigError
@@ -46,6 +48,8 @@ class SweepSpec(BaseModel):
     name: str = Field(..., min_length=1, description="sweep name (the default output folder)")
     base: str | None = Field(None, description="base config, relative to the spec file; null: built-in defaults")
     overrides: list[str] = Field(default_factory=list, description="key=value overrides of every run")
+    sets: dict[str, list[str]] = Field(default_factory=dict,
+                                       description="named override lists a scheme includes as '@name'")
     schemes: dict[str, list[str]] = Field(default_factory=lambda: {"base": []},
                                           description="named override sets (the compared methods)")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="config key -> values (cartesian product)")
@@ -62,6 +66,23 @@ class SweepSpec(BaseModel):
         if bad:
             raise ValueError(f"scheme names {bad} may use letters, digits and _.=+- only (no '__'); fix: rename them")
         return v
+
+    @model_validator(mode="after")
+    def _set_references(self) -> SweepSpec:
+        for scheme, extra in self.schemes.items():
+            for item in extra:
+                if item.startswith("@") and item[1:] not in self.sets:
+                    known = ", ".join(f"@{k}" for k in self.sets) or "none (add a sets: mapping)"
+                    raise ValueError(f"scheme '{scheme}' includes '{item}', which is not a set; fix: use one of "
+                                     f"{known}")
+        return self
+
+    def scheme_overrides(self, scheme: str) -> list[str]:
+        """The scheme's overrides with every ``@set`` replaced by the set's overrides, in place."""
+        out: list[str] = []
+        for item in self.schemes[scheme]:
+            out += self.sets[item[1:]] if item.startswith("@") else [item]
+        return out
 
     @field_validator("grid")
     @classmethod
@@ -123,7 +144,8 @@ def expand(spec: SweepSpec, base: Path | None) -> list[RunSpec]:
     """Every run of the sweep, configs validated; raises one ConfigError listing every problem."""
     keys = list(spec.grid)
     runs, errors = [], []
-    for scheme, extra in spec.schemes.items():
+    for scheme in spec.schemes:
+        extra = spec.scheme_overrides(scheme)
         for values in itertools.product(*(spec.grid[k] for k in keys)):
             point = dict(zip(keys, values))
             for seed in spec.seeds:
