@@ -149,7 +149,7 @@ class TrainConfig(_Section):
     batched_max_devices: int = F(16, "devices per batched pass at most (memory)", ge=1)
     skip_lost_updates: bool = F(
         True, "price the round before training and do not compute the updates the channel will lose, where the "
-        "strategy's bits follow from the task (fedit, full_ft, ffa_lora, flexlora); the delivered updates, "
+        "strategy's bits follow from the task (fedit, full_ft, ffa_lora, flexlora) and the engine trains in this process (not Flower); the delivered updates, "
         "accuracy, bits, time and energy are identical (per-update seeds), only the lost devices' train_loss is not "
         "logged (experiment/runner.py)")
 

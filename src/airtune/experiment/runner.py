@@ -146,7 +146,7 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
             tasks = s.strategy.configure_round(rnd, server, selected, seeds, cfg.train.local_steps, plan=plan)
             tasks = scheduled(tasks, cfg.train.lr_schedule, rnd, cfg.rounds)
             ranks = s.strategy.device_ranks(server)  # the ranks trained this round (before any prune)
-            if skips_lost(cfg, s, tasks):
+            if skips_lost(cfg, s, tasks, engine):
                 updates, tasks, failed, radio, ul_bits, dl_bits, samples = _train_delivered(
                     s, engine, tasks, ch, plan, rnd)
             else:
@@ -195,14 +195,16 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
     return summary
 
 
-def skips_lost(cfg: Config, s: Setup, tasks: list) -> bool:
+def skips_lost(cfg: Config, s: Setup, tasks: list, engine: object) -> bool:
     """Whether this round prices the radio before training and trains only the devices whose
     upload will be decoded (``train.skip_lost_updates``): the strategy's bits must follow from the
-    task (``Strategy.bits_known_before_training``) and no task may start from another's result
-    (``ClientTask.chain``). Each update has its own seed (``Engine.run_one``), so the delivered
-    updates are the ones the full round computes."""
+    task (``Strategy.bits_known_before_training``), no task may start from another's result
+    (``ClientTask.chain``), and the engine must train in this process: a remote engine
+    (``airtune.flower.GridEngine``) reports dead nodes in ``engine.failed``, whose devices are
+    charged no bits, which only sending every task reveals. Each update has its own seed
+    (``Engine.run_one``), so the delivered updates are the ones the full round computes."""
     return (cfg.train.skip_lost_updates and s.strategy.bits_known_before_training
-            and not any(t.chain for t in tasks))
+            and isinstance(engine, Engine) and not any(t.chain for t in tasks))
 
 
 def _train(engine: Engine, tasks: list, rnd: int):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from airtune.training.loss import local_loss
+from airtune.training.loss import logit_adjusted_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,8 @@ def train_steps(
         optimizer.zero_grad(set_to_none=True)
         with precision_context(cfg.precision, _device_type(model)):
             out = model(**batch)
-            loss = local_loss(out.logits, batch["labels"], log_prior, cfg.logit_adjust_tau)  # as the batched
-            # and split loops (training/loss.py)
+            loss = out.loss if log_prior is None else \
+                logit_adjusted_cross_entropy(out.logits, batch["labels"], log_prior, cfg.logit_adjust_tau)
         data_loss = loss
         if extra_loss is not None:
             loss = loss + extra_loss(model)
