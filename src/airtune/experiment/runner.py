@@ -236,17 +236,11 @@ def _charged(s: Setup, tasks: list, updates: list | None):
 
 
 def _train_delivered(s: Setup, engine: Engine, tasks: list, ch, plan, rnd: int):
-    """Price the round from the tasks, then train only the devices whose upload is decoded.
-
-    The outage stream is seeded by the round alone (:func:`price_round`), so pricing again
-    without a device that failed on a remote engine draws the same realisation for the rest."""
+    """Price the round from the tasks, then train only the devices whose upload is decoded (an
+    in-process engine, :func:`skips_lost`: no device fails on it)."""
     ul_bits, dl_bits, samples = _charged(s, tasks, None)
     radio = price_round(s, ch, plan, ul_bits, dl_bits, samples, rnd)
     updates, trained, failed = _train(engine, [t for t in tasks if radio.delivered[t.device]], rnd)
-    if failed:
-        tasks = [t for t in tasks if t.device not in failed]
-        ul_bits, dl_bits, samples = _charged(s, tasks, None)
-        radio = price_round(s, ch, plan, ul_bits, dl_bits, samples, rnd)
     return updates, trained, failed, radio, ul_bits, dl_bits, samples
 
 
