@@ -158,6 +158,8 @@ def run_experiment(cfg: Config, run_dir: Path, *, resume: bool = False,
                 loss[up.device] = up.train_loss
             if failed:
                 radio.delivered[sorted(failed)] = False  # nothing came back: not delivered, for the logs too
+            loss[~radio.delivered] = np.nan  # logged for delivered updates only, whether or not the lost
+            # ones were trained (train.skip_lost_updates, Flower): the same records either way
             delivered = {int(k) for k in np.flatnonzero(radio.delivered)}
             lost = [k for k in selected if k not in delivered]
             if lost:
