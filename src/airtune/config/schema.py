@@ -150,8 +150,8 @@ class TrainConfig(_Section):
     skip_lost_updates: bool = F(
         True, "price the round before training and do not compute the updates the channel will lose, where the "
         "strategy's bits follow from the task (fedit, full_ft, ffa_lora, flexlora) and the engine trains in this process (not Flower); the delivered updates, "
-        "accuracy, bits, time and energy are identical (per-update seeds), only the lost devices' train_loss is not "
-        "logged (experiment/runner.py)")
+        "accuracy, bits, time, energy and per-device rows are identical (per-update seeds; train_loss is logged "
+        "for delivered updates only, either way) (experiment/runner.py)")
 
 
 class WirelessConfig(_Section):
