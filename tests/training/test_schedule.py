@@ -66,3 +66,20 @@ def test_engine_step_with_lr_scale_equals_a_step_at_the_scaled_lr(tiny_model, ti
     for k in ref.state:
         torch.testing.assert_close(half.state[k], ref.state[k], rtol=1e-5, atol=1e-7)
     assert any(not torch.allclose(full.state[k], ref.state[k]) for k in ref.state)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_head_lr_zero_freezes_the_head_exactly(optimizer):
+    """train.head_lr=0 (FedBABU): the head is not moved at all, not even by weight decay, while the
+    body trains; head_lr=None still means the body's learning rate (0 is not read as 'unset')."""
+    params = {"lora.w": nn.Parameter(torch.ones(3)), "classifier.w": nn.Parameter(torch.full((3,), 2.0))}
+    opt = make_optimizer(params, OptimConfig(lr=0.1, head_lr=0.0, optimizer=optimizer, weight_decay=0.5),
+                         lambda k: "classifier" in k)
+    for _ in range(3):
+        opt.zero_grad()
+        (params["lora.w"].sum() * 2 + (params["classifier.w"] ** 2).sum()).backward()
+        opt.step()
+    assert torch.equal(params["classifier.w"].detach(), torch.full((3,), 2.0))
+    assert not torch.equal(params["lora.w"].detach(), torch.ones(3))
+    same = make_optimizer(params, OptimConfig(lr=0.1, head_lr=None, optimizer=optimizer), lambda k: "classifier" in k)
+    assert [g["lr"] for g in same.param_groups] == [0.1, 0.1]

@@ -124,8 +124,9 @@ class TrainConfig(_Section):
         "cosine", "factor on the local learning rates over rounds: constant, cosine (1 + cos(pi t/T))/2, or "
         "linear 1 - t/T (training/schedule.py)")
     head_lr: float | None = Field(
-        5e-3, gt=0, examples=[5e-3], description="learning rate of the classifier head; null: same as lr"
-    )
+        5e-3, ge=0, examples=[5e-3],
+        description="learning rate of the classifier head; 0 freezes the head at its initialisation (FedBABU, "
+        "Oh et al., ICLR 2022); null: same as lr")
     weight_decay: float = F(0.0, "decoupled weight decay", ge=0)
     optimizer: Literal["adamw", "sgd"] = F("adamw", "local optimizer")
     max_grad_norm: float | None = Field(

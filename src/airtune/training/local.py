@@ -45,10 +45,13 @@ def _device_type(model: nn.Module) -> str:
 def make_optimizer(params: dict[str, nn.Parameter], cfg: OptimConfig, is_head: Callable[[str], bool],
                    lr_scale: float = 1.0):
     """AdamW (or SGD) with a separate learning rate for the task head; both learning rates are
-    multiplied by ``lr_scale`` (this round's factor of ``train.lr_schedule``, ``training/schedule.py``)."""
+    multiplied by ``lr_scale`` (this round's factor of ``train.lr_schedule``, ``training/schedule.py``).
+    ``head_lr == 0`` keeps the head in its group at learning rate 0: AdamW's and SGD's updates and
+    decoupled weight decay are then exact no-ops, so the head stays bit-for-bit at its initialisation
+    (FedBABU, Oh et al., ICLR 2022), while the gradient clipping norm still covers it."""
     head = [p for k, p in params.items() if is_head(k)]
     body = [p for k, p in params.items() if not is_head(k)]
-    lr, head_lr = cfg.lr * lr_scale, (cfg.head_lr or cfg.lr) * lr_scale
+    lr, head_lr = cfg.lr * lr_scale, (cfg.lr if cfg.head_lr is None else cfg.head_lr) * lr_scale
     groups = [g for g in ({"params": body, "lr": lr}, {"params": head, "lr": head_lr}) if g["params"]]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, weight_decay=cfg.weight_decay)
