@@ -93,6 +93,20 @@ def test_batched_equals_sequential(model, small, optimizer, clip, mu, loss):
                 assert float((diff > 1e-6).float().mean()) <= 0.05, k
 
 
+def test_batched_equals_sequential_with_lora_plus(model, small):
+    """train.lora_b_lr_ratio reaches the batched engine's stacked B factors as it does the
+    sequential engine's (SGD: equal to rounding), and it changes the result."""
+    tasks = [ClientTask(d, s, steps=4, seed=10 + d) for d, s in enumerate(states(model, 2))]
+    plus = OptimConfig(lr=0.5, head_lr=1.0, optimizer="sgd", lora_b_lr_ratio=4.0)
+    seq, bat = engines(model, small, plus)
+    ref, ours = seq.run(tasks), bat.run(tasks)
+    plain = engines(model, small, OptimConfig(lr=0.5, head_lr=1.0, optimizer="sgd"))[0].run(tasks)
+    for r, o, p in zip(ref, ours, plain):
+        for k in r.state:
+            torch.testing.assert_close(o.state[k], r.state[k], rtol=1e-4, atol=1e-5)
+        assert any(not torch.allclose(r.state[k], p.state[k]) for k in r.state if ".lora_B." in k)
+
+
 def test_chunks_groups_and_fallbacks(model, small, caplog):
     optim = OptimConfig(lr=2e-3, max_grad_norm=1.0)
     use_adapter(model, "r2", 2)

@@ -83,3 +83,21 @@ def test_head_lr_zero_freezes_the_head_exactly(optimizer):
     assert not torch.equal(params["lora.w"].detach(), torch.ones(3))
     same = make_optimizer(params, OptimConfig(lr=0.1, head_lr=None, optimizer=optimizer), lambda k: "classifier" in k)
     assert [g["lr"] for g in same.param_groups] == [0.1, 0.1]
+
+
+def test_lora_plus_moves_the_b_factors_at_ratio_times_lr():
+    """train.lora_b_lr_ratio (LoRA+, Hayou et al. 2024): with SGD and one step, each B entry moves by
+    ratio * lr * grad, each A entry by lr * grad, the head by head_lr * grad (hand-computed)."""
+    a = nn.Parameter(torch.ones(2, 3))
+    b = nn.Parameter(torch.zeros(3, 2))
+    head = nn.Parameter(torch.ones(2))
+    params = {"enc.query.lora_A.default.weight": a, "enc.query.lora_B.default.weight": b, "classifier.weight": head}
+    opt = make_optimizer(params, OptimConfig(lr=0.1, head_lr=0.01, optimizer="sgd", lora_b_lr_ratio=16.0),
+                         lambda k: "classifier" in k, lr_scale=0.5)
+    (a.sum() + b.sum() + head.sum()).backward()     # every gradient is 1
+    opt.step()
+    torch.testing.assert_close(a.detach(), torch.full((2, 3), 1 - 0.05))
+    torch.testing.assert_close(b.detach(), torch.full((3, 2), -16 * 0.05))
+    torch.testing.assert_close(head.detach(), torch.full((2,), 1 - 0.005))
+    plain = make_optimizer(params, OptimConfig(lr=0.1, optimizer="sgd"), lambda k: "classifier" in k)
+    assert [g["lr"] for g in plain.param_groups] == [0.1, 0.1]    # ratio 1: the pre-LoRA+ groups exactly

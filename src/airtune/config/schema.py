@@ -127,6 +127,9 @@ class TrainConfig(_Section):
         5e-3, ge=0, examples=[5e-3],
         description="learning rate of the classifier head; 0 freezes the head at its initialisation (FedBABU, "
         "Oh et al., ICLR 2022); null: same as lr")
+    lora_b_lr_ratio: float = F(
+        1.0, "LoRA+ (Hayou, Ghosh, Yu; ICML 2024): the B factors learn at this multiple of lr, the A factors at lr; "
+        "1: plain LoRA", gt=0)
     weight_decay: float = F(0.0, "decoupled weight decay", ge=0)
     optimizer: Literal["adamw", "sgd"] = F("adamw", "local optimizer")
     max_grad_norm: float | None = Field(

@@ -77,7 +77,8 @@ def make_engine(s: Setup) -> Engine:
     t = s.cfg.train
     optim = OptimConfig(lr=t.lr, head_lr=t.head_lr, weight_decay=t.weight_decay, optimizer=t.optimizer,
                         max_grad_norm=t.max_grad_norm, precision=s.precision, proximal_mu=t.proximal_mu,
-                        loss=t.loss, logit_adjust_tau=t.logit_adjust_tau, batching=t.batching)
+                        loss=t.loss, logit_adjust_tau=t.logit_adjust_tau, batching=t.batching,
+                        lora_b_lr_ratio=t.lora_b_lr_ratio)
     device = next(s.model.parameters()).device
     if t.engine == "batched" or (t.engine == "auto" and device.type == "cuda"):
         log.info("engine: batched, up to %d devices per pass (train.engine = %s, device %s)",

@@ -29,6 +29,7 @@ class OptimConfig:
     loss: str = "cross_entropy"   # cross_entropy | logit_adjusted (training/loss.py)
     logit_adjust_tau: float = 1.0
     batching: str = "random"      # random | length_grouped (training/engine.device_batches)
+    lora_b_lr_ratio: float = 1.0  # LoRA+ (Hayou et al., ICML 2024): lr of the B factors = ratio * lr
 
 
 def precision_context(precision: str, device_type: str = "cpu"):
@@ -42,17 +43,28 @@ def _device_type(model: nn.Module) -> str:
     return next(model.parameters()).device.type
 
 
+def _is_lora_b(key: str) -> bool:
+    """A LoRA B factor (``...lora_B.<adapter>.weight``, shape (d_out, r)), PEFT's naming."""
+    return ".lora_B." in key
+
+
 def make_optimizer(params: dict[str, nn.Parameter], cfg: OptimConfig, is_head: Callable[[str], bool],
                    lr_scale: float = 1.0):
     """AdamW (or SGD) with a separate learning rate for the task head; both learning rates are
     multiplied by ``lr_scale`` (this round's factor of ``train.lr_schedule``, ``training/schedule.py``).
     ``head_lr == 0`` keeps the head in its group at learning rate 0: AdamW's and SGD's updates and
     decoupled weight decay are then exact no-ops, so the head stays bit-for-bit at its initialisation
-    (FedBABU, Oh et al., ICLR 2022), while the gradient clipping norm still covers it."""
+    (FedBABU, Oh et al., ICLR 2022), while the gradient clipping norm still covers it.
+    ``cfg.lora_b_lr_ratio`` = lambda puts the B factors at lambda * lr (LoRA+, Hayou, Ghosh, Yu,
+    ICML 2024, Sec. 3: eta_B = lambda eta_A; the paper suggests lambda around 2^4); the A factors
+    and any other non-head tensor stay at lr."""
     head = [p for k, p in params.items() if is_head(k)]
-    body = [p for k, p in params.items() if not is_head(k)]
+    split_b = cfg.lora_b_lr_ratio != 1.0   # ratio 1 keeps one body group: the same order, bit for bit
+    b_factors = [p for k, p in params.items() if split_b and not is_head(k) and _is_lora_b(k)]
+    body = [p for k, p in params.items() if not is_head(k) and not (split_b and _is_lora_b(k))]
     lr, head_lr = cfg.lr * lr_scale, (cfg.lr if cfg.head_lr is None else cfg.head_lr) * lr_scale
-    groups = [g for g in ({"params": body, "lr": lr}, {"params": head, "lr": head_lr}) if g["params"]]
+    groups = [g for g in ({"params": body, "lr": lr}, {"params": b_factors, "lr": lr * cfg.lora_b_lr_ratio},
+                          {"params": head, "lr": head_lr}) if g["params"]]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay)
