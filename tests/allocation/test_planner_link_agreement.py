@@ -32,7 +32,8 @@ def world(mode: str, seed: int = 0):
     dev = sample_device_profiles(rng, K, cycles_per_sample=2e7)
     ctx = PlannerContext(num_devices=K, devices_per_round=N, rounds=10, cpu_freq_hz=dev.cpu_freq_hz,
                          max_power_w=dev.max_power_w, kappa=dev.kappa, data_sizes=np.arange(1.0, K + 1) * 20,
-                         link=lk, lora_dims=DIMS, seed=seed, scheduler="random")
+                         link=lk, lora_dims=DIMS, seed=seed, scheduler="random",
+                         label_counts=np.stack([np.arange(K), K - np.arange(K)], axis=1) * 10.0)
     samples = np.full(K, 48.0)
     server_alone = np.full(K, 0.02)          # a split-learning-like server share, 0.02 s alone
     inputs = RoundInputs(
@@ -57,6 +58,7 @@ def charged(lk, ch, dev, plan, inputs, samples, uplink_bits):
 
 CASES = {
     "equal": ("error_free", {}),
+    "class_balanced": ("error_free", {"beta": 2.0}),
     "lyapunov": ("error_free", {"deadline_s": 1.1, "max_devices": N}),
     "tsfa": ("error_free", {"latency_budget_s": 20.0, "stage1_samples": 8, "candidate_ranks": [R]}),
     "model_switching": ("adaptive_outage", {"deadline_s": 1.8}),

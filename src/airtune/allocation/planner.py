@@ -98,6 +98,9 @@ class PlannerContext:
         Run seed.
     scheduler : str
         ``allocation.scheduler`` (baselines and fallback rules).
+    label_counts : numpy.ndarray, shape (K, C), optional
+        Training examples of each class on each device (class-balanced scheduling); None where
+        the caller has no labels.
     """
 
     num_devices: int
@@ -111,6 +114,7 @@ class PlannerContext:
     lora_dims: list[tuple[int, int]]
     seed: int
     scheduler: str
+    label_counts: np.ndarray | None = None
 
     @property
     def noise_psd_w_per_hz(self) -> float:

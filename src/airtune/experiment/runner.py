@@ -289,7 +289,7 @@ def build_planner(s: Setup) -> Planner:
         cpu_freq_hz=s.devices.cpu_freq_hz, max_power_w=s.devices.max_power_w, kappa=s.devices.kappa,
         data_sizes=np.array([len(p) for p in s.partitions], dtype=float), link=s.link,
         lora_dims=lora_in_out_dims(s.model) if s.strategy.uses_lora else [], seed=cfg.seed,
-        scheduler=cfg.allocation.scheduler)
+        scheduler=cfg.allocation.scheduler, label_counts=np.asarray(s.label_counts, dtype=float))
     return make_planner(ALLOCATORS.get(cfg.allocation.name), cfg.allocation.options, context)
 
 
