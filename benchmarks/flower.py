@@ -57,7 +57,8 @@ import psutil
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OVERRIDES = ["rounds=2", "num_devices=4", "devices_per_round=4", "data.train_subset=800",
-                     "data.test_subset=100", "train.local_steps=5", "eval_every=2"]
+                     "data.test_subset=100", "train.local_steps=5", "train.batch_size=32", "eval_every=2",
+                     "allocation.name=equal"]   # batch and allocator pinned: the defaults until 2026-12-04
 SIDES = ("inprocess", "shard", "device", "flowertune")
 
 # --------------------------------------------------------------------------------------------

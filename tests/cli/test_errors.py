@@ -116,5 +116,7 @@ def test_settings_the_components_ignore_are_warned_about(capsys):
     assert code == 0 and len(err) == 2
     assert err[0].startswith("warning: allocation.scheduler = 'best_channel' is ignored")
     assert err[1].startswith("warning: lora.rank = 4 is ignored by strategy.name = 'full_ft'")
-    code, err, _ = run_cli(capsys, "validate", "allocation.scheduler=best_channel")   # equal reads it
-    assert code == 0 and err == []
+    code, err, _ = run_cli(capsys, "validate", "allocation.scheduler=best_channel")   # the default draws its own
+    assert code == 0 and len(err) == 1 and err[0].startswith("warning: allocation.scheduler = 'best_channel' is ignored")
+    code, err, _ = run_cli(capsys, "validate", "allocation.name=equal", "allocation.scheduler=best_channel")
+    assert code == 0 and err == []   # equal reads it

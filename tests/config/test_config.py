@@ -39,6 +39,9 @@ def test_defaults_are_the_default_experiment():
     assert (cfg.model.name, cfg.data.dataset, cfg.data.partition) == ("minilm-l6", "sst2", "dirichlet")
     assert (cfg.num_devices, cfg.devices_per_round, cfg.data.dirichlet_alpha, cfg.lora.rank) == (20, 5, 0.5, 8)
     assert cfg.lora.target_modules == ["query", "value"]
+    # the recipe that reached 0.85 (README "The default experiment", configs/sweeps/default-run.yaml)
+    assert (cfg.rounds, cfg.eval_every, cfg.train.local_steps, cfg.train.batch_size) == (60, 10, 20, 8)
+    assert (cfg.allocation.name, cfg.allocation.options) == ("class_balanced", {})
     assert cfg.wireless.uplink_bandwidth_hz == 10e6 and cfg.wireless.kappa == 1e-28
 
 

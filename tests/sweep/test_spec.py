@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from airtune.config import Config
 from airtune.errors import ConfigError
 from airtune.sweep.spec import expand, load_spec
 
@@ -60,7 +61,7 @@ def test_a_set_expands_in_place_and_an_unknown_set_is_one_line(tmp_path):
     assert spec.scheme_overrides("a") == ["rounds=3", "num_devices=4", "devices_per_round=2", "devices_per_round=1"]
     runs = {r.scheme: r for r in expand(spec, base)}
     assert (runs["a"].config["num_devices"], runs["a"].config["devices_per_round"]) == (4, 1)  # later wins
-    assert (runs["b"].config["num_devices"], runs["b"].config["devices_per_round"], runs["b"].config["rounds"]) == (4, 2, 40)
+    assert (runs["b"].config["num_devices"], runs["b"].config["devices_per_round"], runs["b"].config["rounds"]) == (4, 2, Config().rounds)
     with pytest.raises(ConfigError) as info:
         load_spec(write(tmp_path, sets={"small": []}, schemes={"a": ["@smal"]}))
     assert len(info.value.errors) == 1 and "'@smal'" in info.value.errors[0] and "@small" in info.value.errors[0]

@@ -27,6 +27,9 @@ Our choices where the public text is silent or not at hand (all options):
   ``strategy.weighting`` is uniform and the measure should describe the aggregate that is formed;
   ``data_size`` is Fed-CBS's pooled histogram (use it with FedAvg weights).
 - ``beta`` is one constant for every draw (Fed-CBS lets it vary per draw).
+- ``exploration`` :math:`\lambda = 1` by default: without the bonus the first draw keeps picking the
+  devices that are balanced on their own; with it, the default experiment (60 rounds) ends at 0.8517
+  [0.8509, 0.8521] against 0.8479 without it (3 seeds each, docs/results/class_balanced_plus).
 - ``qcid_floor`` :math:`\epsilon` keeps the weight finite for a perfectly balanced group.
 - The first-draw weights are scaled to a maximum of 1 before the bonus is added, so that
   ``exploration`` (:math:`\lambda`) is unit-free; :math:`t+1` and :math:`T_k+1` keep the bonus
@@ -118,7 +121,7 @@ class ClassBalancedOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     beta: float = Field(1.0, gt=0, description="exponent beta of the draw weight (QCID + floor)^-beta; larger is "
                                                "greedier")
-    exploration: float = Field(0.0, ge=0, description="weight lambda of the first draw's exploration bonus; 0: off")
+    exploration: float = Field(1.0, ge=0, description="weight lambda of the first draw's exploration bonus; 0: off")
     qcid_floor: float = Field(1e-3, gt=0, description="epsilon added to the QCID before the power -beta")
     weighting: Literal["uniform", "data_size"] = Field(
         "uniform", description="device weights w_k of the group mix: uniform (the default strategy.weighting) or "

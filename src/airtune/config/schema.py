@@ -114,8 +114,8 @@ class LoraConfig(_Section):
 class TrainConfig(_Section):
     """Local training on each scheduled device."""
 
-    local_steps: int = F(5, "optimizer steps per device per round", ge=1)
-    batch_size: int = F(32, "examples per local step", ge=1)
+    local_steps: int = F(20, "optimizer steps per device per round", ge=1)
+    batch_size: int = F(8, "examples per local step", ge=1)
     batching: Literal["random", "length_grouped"] = F(
         "length_grouped", "how a round's examples form the local batches: random, or length_grouped (the same examples "
         "sorted by length into the batches: less padding; training/engine.device_batches)")
@@ -235,7 +235,7 @@ class WirelessConfig(_Section):
 class AllocationConfig(_Section):
     """Radio resource allocation: who transmits, with which bandwidth and power."""
 
-    name: str = F("equal", "allocator name from the registry, see airtune ls")
+    name: str = F("class_balanced", "allocator name from the registry, see airtune ls")
     scheduler: str = F("random", "device scheduling rule: a scheduler name (airtune ls)")
     options: dict[str, Any] = Field(
         default_factory=dict, description="allocator-specific options, validated by the allocator (see airtune ls)"
@@ -285,10 +285,10 @@ class Config(BaseModel):
 
     name: str = F("default", "experiment name, used for the run directory")
     seed: int = F(0, "master seed; every random stream is derived from it", ge=0)
-    rounds: int = F(40, "number of federated rounds", ge=1)
+    rounds: int = F(60, "number of federated rounds", ge=1)
     num_devices: int = F(20, "number of devices in the cell", ge=1)
     devices_per_round: int = F(5, "devices scheduled per round, at most num_devices", ge=1)
-    eval_every: int = F(5, "evaluate every this many rounds; the last round is always evaluated", ge=1)
+    eval_every: int = F(10, "evaluate every this many rounds; the last round is always evaluated", ge=1)
     model: ModelConfig = Field(default_factory=ModelConfig, description="pre-trained model")
     data: DataConfig = Field(default_factory=DataConfig, description="dataset and partition")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters")

@@ -140,7 +140,8 @@ def ignored_settings(cfg: Config) -> list[str]:
         planner = ALLOCATORS.get(cfg.allocation.name)
         if not getattr(planner, "uses_scheduler", True) and cfg.allocation.scheduler != AllocationConfig().scheduler:
             out.append(f"allocation.scheduler = '{cfg.allocation.scheduler}' is ignored: allocation.name = "
-                       f"'{cfg.allocation.name}' chooses the devices itself")
+                       f"'{cfg.allocation.name}' chooses the devices itself; fix: add allocation.name=equal to "
+                       "schedule with it")
     if cfg.strategy.name in STRATEGIES:
         strategy = STRATEGIES.get(cfg.strategy.name)
         if not getattr(strategy, "uses_lora_rank", True) and cfg.lora.rank != LoraConfig().rank:
